@@ -1,0 +1,66 @@
+"""`uvicorn api.main:app`: with no configuration at all this is the whole service, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+
+from api.deps import ExecutorDep, StoreDep
+from api.errors import install_error_handlers
+from api.executors import make_executor
+from api.routes_submit import submit_router
+from api.routes_tasks import router as tasks_router
+from shared.connection import make_runner, open_store
+from shared.settings import Settings, get_settings
+from shared.store import StatusStore
+from shared.tasks import TaskRegistry, registry
+
+log = logging.getLogger(__name__)
+
+
+class Health(BaseModel):
+    status: str
+    executor: str
+    redis: bool
+
+
+def create_app(
+    settings: Settings | None = None, store: StatusStore | None = None, tasks: TaskRegistry | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    tasks = tasks or registry.load(settings.task_modules)
+    store = store or open_store(settings)
+    runner = make_runner(settings, store, tasks)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await store.redis.aclose()
+
+    app = FastAPI(title="Background tasks", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.executor = make_executor(settings, runner)
+    install_error_handlers(app)
+    app.include_router(submit_router(tasks))
+    app.include_router(tasks_router)
+
+    @app.get("/health", tags=["service"])
+    async def health(store: StoreDep, executor: ExecutorDep) -> Health:
+        """Liveness plus whether Redis answers (within a second)."""
+        try:
+            redis_ok = await asyncio.wait_for(store.ping(), timeout=1.0)
+        except (RedisError, TimeoutError, OSError):
+            redis_ok = False
+        return Health(status="ok" if redis_ok else "degraded", executor=executor.name, redis=redis_ok)
+
+    return app
+
+
+app = create_app()

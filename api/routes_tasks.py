@@ -1,0 +1,75 @@
+"""Reading, listing and cancelling task runs: the part of the API that is the same for every task."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Response
+from pydantic import BaseModel
+
+from api.deps import ExecutorDep, StoreDep
+from api.errors import ErrorBody
+from shared.record import TaskRecord, TaskState
+from shared.store import CancelOutcome, Cursor
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+_JSON = "application/json"
+
+
+class TaskPage(BaseModel):
+    items: list[TaskRecord]
+    next_cursor: str | None
+
+
+def not_found(task_id: str) -> HTTPException:
+    return HTTPException(404, f"no task with id {task_id}")
+
+
+@router.get("/{task_id}", responses={200: {"model": TaskRecord}, 404: {"model": ErrorBody}})
+async def get_task(task_id: str, store: StoreDep) -> Response:
+    """The task's record: one Redis read, sent as stored."""
+    raw = await store.get_json(task_id)
+    if raw is None:
+        raise not_found(task_id)
+    return Response(raw, media_type=_JSON)
+
+
+@router.get("", responses={200: {"model": TaskPage}, 422: {"model": ErrorBody}})
+async def list_tasks(
+    store: StoreDep,
+    state: TaskState | None = None,
+    name: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = Query(None, description="`next_cursor` of the previous page"),
+) -> Response:
+    """Task records, newest first."""
+    try:
+        after = Cursor.decode(cursor) if cursor else None
+    except ValueError:
+        raise HTTPException(422, "invalid cursor") from None
+    items, next_cursor = await store.list_json(state=state, name=name, limit=limit, cursor=after)
+    tail = json.dumps(next_cursor.encode() if next_cursor else None).encode()
+    return Response(b'{"items":[' + b",".join(items) + b'],"next_cursor":' + tail + b"}", media_type=_JSON)
+
+
+@router.delete(
+    "/{task_id}",
+    responses={
+        200: {"model": TaskRecord, "description": "Cancelled at once (it was queued)"},
+        202: {"model": TaskRecord, "description": "Running; asked to stop, ends `cancelled` shortly"},
+        404: {"model": ErrorBody},
+        409: {"model": ErrorBody, "description": "The task had already finished"},
+    },
+)
+async def cancel_task(task_id: str, store: StoreDep, executor: ExecutorDep, background: BackgroundTasks) -> Response:
+    """Cancel a task: at once if queued, cooperatively if running."""
+    reply = await store.cancel(task_id)
+    if reply is None:
+        raise not_found(task_id)
+    outcome, raw = reply
+    if outcome is CancelOutcome.FINISHED:
+        state = json.loads(raw)["state"]
+        raise HTTPException(409, f"task {task_id} already finished ({state})")
+    background.add_task(executor.revoke, task_id)
+    return Response(raw, status_code=200 if outcome is CancelOutcome.CANCELLED else 202, media_type=_JSON)

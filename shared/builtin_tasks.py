@@ -1,0 +1,64 @@
+"""The built-in tasks: the demo, and the benchmark's workloads (their parameters and results are a contract)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from pydantic import BaseModel, Field, JsonValue
+
+from shared.tasks import TaskContext, task
+
+_CPU_CHUNK = 20_000  # rounds between progress reports and cancellation checks (a few ms of work)
+_SLEEP_STEP = 0.25  # seconds between progress reports, well inside the promised 0.5 s
+
+
+class NoopParams(BaseModel):
+    value: JsonValue = None
+
+
+class SleepParams(BaseModel):
+    seconds: float = Field(ge=0, le=3600)
+
+
+class CpuParams(BaseModel):
+    rounds: int = Field(ge=1, le=100_000_000)
+
+
+class FailParams(BaseModel):
+    message: str
+
+
+@task("noop")
+async def noop(params: NoopParams) -> dict[str, JsonValue]:
+    return {"value": params.value}
+
+
+@task("sleep")
+async def sleep(params: SleepParams, ctx: TaskContext) -> dict[str, float]:
+    """I/O-bound stand-in for the original HeavyTask; cancelling interrupts its `await`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + params.seconds
+    while (remaining := deadline - loop.time()) > 0:
+        done = params.seconds - remaining
+        ctx.progress(done / params.seconds, f"{done:.1f} of {params.seconds:g} s")
+        await asyncio.sleep(min(_SLEEP_STEP, remaining))
+    return {"slept": params.seconds}
+
+
+@task("cpu")
+def cpu(params: CpuParams, ctx: TaskContext) -> dict[str, str | int]:
+    """CPU-bound: a `def` task, so it runs in a worker thread and checks for cancellation between chunks."""
+    digest, sha256, done = b"", hashlib.sha256, 0
+    while done < params.rounds:
+        for _ in range(min(_CPU_CHUNK, params.rounds - done)):
+            digest = sha256(digest).digest()
+        done = min(done + _CPU_CHUNK, params.rounds)
+        ctx.progress(done / params.rounds)
+        ctx.raise_if_cancelled()
+    return {"digest": digest.hex(), "rounds": params.rounds}
+
+
+@task("fail")
+async def fail(params: FailParams) -> None:
+    raise RuntimeError(params.message)

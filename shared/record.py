@@ -1,0 +1,41 @@
+"""The task record: the one JSON document a client sees for a task run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+TaskState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class TaskRecord(BaseModel):
+    """One run of a task, as stored in Redis and returned by the API."""
+
+    id: str
+    name: str
+    state: TaskState
+    progress: float
+    message: str | None
+    params: Any
+    result: Any
+    error: str | None
+    executor: Literal["background", "celery"]
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(TaskRecord.model_fields)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def json_time(moment: datetime) -> str:
+    """ISO 8601 UTC with a `Z`, as a JSON string literal (how the store keeps times)."""
+    return '"' + moment.isoformat().replace("+00:00", "Z") + '"'

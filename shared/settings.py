@@ -1,0 +1,68 @@
+"""The one configuration class, read once from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ExecutorName = Literal["background", "celery"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; the API and the worker read the same one."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    executor: ExecutorName = "background"
+    # Unset means the embedded in-memory store (fakeredis): one process, nothing to install.
+    redis_url: str | None = None
+    # Celery's transport; defaults to REDIS_URL so one Redis serves both.
+    celery_broker_url: str | None = None
+    result_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    # A running task's progress reaches Redis at most this often (seconds).
+    progress_interval: float = Field(default=0.5, gt=0, le=60)
+    # A running task touches its record at least this often, and learns of a cancellation then.
+    heartbeat_interval: float = Field(default=2.0, gt=0, le=300)
+    # Modules whose import registers tasks (comma-separated in the environment).
+    task_modules: Annotated[list[str], NoDecode] = ["shared.builtin_tasks"]
+
+    @field_validator("task_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _celery_needs_redis(self) -> Settings:
+        if self.executor == "celery" and not self.redis_url:
+            raise ValueError("EXECUTOR=celery needs REDIS_URL (the in-memory store is one process only)")
+        return self
+
+    @property
+    def broker_url(self) -> str | None:
+        return self.celery_broker_url or self.redis_url
+
+
+def load_settings() -> Settings:
+    """Read the environment, turning a bad configuration into one line and a non-zero exit."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise SystemExit(f"configuration error: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def _describe(err: object) -> str:
+    assert isinstance(err, dict)
+    loc = ".".join(str(part) for part in err.get("loc", ()))
+    msg = str(err.get("msg", "")).removeprefix("Value error, ")
+    return f"{loc.upper()}: {msg}" if loc else msg

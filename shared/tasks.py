@@ -1,0 +1,119 @@
+"""The task interface: define a task once, as a typed function, and both executors can run it.
+
+    @task("resize")
+    async def resize(params: ResizeParams, ctx: TaskContext) -> dict[str, int]:
+        ctx.progress(0.5, "halfway")
+        ...
+
+`ctx.progress` and `ctx.cancelled` touch memory only: the shared runner carries progress to Redis at a
+throttled rate and brings cancellation back, so a task never waits on I/O to report.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel
+
+
+class TaskCancelled(Exception):
+    """Raised inside a task (by `ctx.raise_if_cancelled`) to stop because a cancellation was asked."""
+
+
+class UnknownTask(KeyError):
+    """No task is registered under that name."""
+
+
+class TaskContext:
+    """What a running task sees of the outside world: where to report progress, whether to stop."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self.fraction = 0.0
+        self.message: str | None = None
+        self.version = 0  # bumped on every report, so the runner writes only what changed
+        self._stop = threading.Event()  # set from the event loop, read from a worker thread
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the task is (0..1, clamped) with an optional message."""
+        self.fraction = min(1.0, max(0.0, float(fraction)))
+        self.message = message
+        self.version += 1
+
+    @property
+    def cancelled(self) -> bool:
+        """True once somebody asked this run to stop; a `def` task should check it between steps."""
+        return self._stop.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._stop.is_set():
+            raise TaskCancelled(self.task_id)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered task: its name, its function and the pydantic model of its parameters."""
+
+    name: str
+    fn: Callable[..., Any]
+    params_model: type[BaseModel]
+    is_async: bool
+    takes_context: bool
+
+
+class TaskRegistry:
+    """Tasks by name; the API builds its routes from it and the worker its Celery tasks."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskSpec] = {}
+
+    def task(self, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register `fn(params: Model[, ctx: TaskContext])`; the model comes from the first annotation."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            spec = _spec_for(name or fn.__name__, fn)
+            if spec.name in self._tasks:
+                raise ValueError(f"task {spec.name!r} is already registered")
+            self._tasks[spec.name] = spec
+            return fn
+
+        return register
+
+    def get(self, name: str) -> TaskSpec:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise UnknownTask(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[TaskSpec]:
+        return iter(self._tasks.values())
+
+    def load(self, modules: Iterable[str]) -> TaskRegistry:
+        """Import the modules whose decorators register tasks here."""
+        for module in modules:
+            importlib.import_module(module)
+        return self
+
+
+def _spec_for(name: str, fn: Callable[..., Any]) -> TaskSpec:
+    params = list(inspect.signature(fn).parameters.values())
+    hints = get_type_hints(fn)
+    model = hints.get(params[0].name) if params else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"task {name!r}: the first parameter must be annotated with a pydantic model")
+    return TaskSpec(name, fn, model, inspect.iscoroutinefunction(fn), len(params) > 1)
+
+
+registry = TaskRegistry()
+task = registry.task
