@@ -16,7 +16,7 @@ from api.errors import install_error_handlers
 from api.executors import make_executor
 from api.routes_submit import submit_router
 from api.routes_tasks import router as tasks_router
-from shared.connection import make_runner, open_store
+from shared.connection import make_runner, open_store, process_name
 from shared.settings import Settings, get_settings
 from shared.store import StatusStore
 from shared.tasks import TaskRegistry, registry
@@ -36,7 +36,7 @@ def create_app(
     settings = settings or get_settings()
     tasks = tasks or registry.load(settings.task_modules)
     store = store or open_store(settings)
-    runner = make_runner(settings, store, tasks)
+    runner = make_runner(settings, store, tasks, worker=process_name())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from redis.asyncio import Redis
 
 from shared.runner import Runner
@@ -22,10 +25,16 @@ def open_store(settings: Settings) -> StatusStore:
     return StatusStore(open_redis(settings), ttl_seconds=settings.result_ttl_seconds)
 
 
-def make_runner(settings: Settings, store: StatusStore, registry: TaskRegistry) -> Runner:
+def process_name(prefix: str | None = None) -> str:
+    """Who runs a task, as the record's `worker` field shows it: host (or Celery node name) and pid."""
+    return f"{prefix or socket.gethostname()}:{os.getpid()}"
+
+
+def make_runner(settings: Settings, store: StatusStore, registry: TaskRegistry, *, worker: str) -> Runner:
     return Runner(
         store,
         registry,
+        worker=worker,
         progress_interval=settings.progress_interval,
         heartbeat_interval=settings.heartbeat_interval,
     )

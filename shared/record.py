@@ -23,6 +23,7 @@ class TaskRecord(BaseModel):
     result: Any
     error: str | None
     executor: Literal["background", "celery"]
+    worker: str | None  # "host:pid" (or Celery's "name@host:pid") of the process that ran it
     attempts: int
     created_at: datetime
     started_at: datetime | None

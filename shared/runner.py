@@ -22,9 +22,16 @@ class Runner:
     """Runs one task: claim it, call it, carry its progress to the store, store its outcome."""
 
     def __init__(
-        self, store: StatusStore, registry: TaskRegistry, *, progress_interval: float, heartbeat_interval: float
+        self,
+        store: StatusStore,
+        registry: TaskRegistry,
+        *,
+        worker: str,
+        progress_interval: float,
+        heartbeat_interval: float,
     ) -> None:
         self.store = store
+        self.worker = worker
         self.registry = registry
         self.progress_interval = progress_interval
         self.heartbeat_interval = heartbeat_interval
@@ -35,7 +42,7 @@ class Runner:
         except UnknownTask:
             await self._finish(task_id, "failed", error=f"UnknownTask: no task {name!r} is registered here")
             return
-        if not await self.store.start(task_id):
+        if not await self.store.start(task_id, self.worker):
             log.info("task %s not started: it is no longer queued", task_id)
             return
         ctx = TaskContext(task_id)

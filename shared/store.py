@@ -29,7 +29,7 @@ _START = """
 local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts')
 if cur[1] ~= '"queued"' then return cur[1] end
 redis.call('HSET', KEYS[1], 'state', '"running"', 'started_at', ARGV[1], 'heartbeat_at', ARGV[2],
-           'attempts', tostring(tonumber(cur[2]) + 1))
+           'worker', ARGV[3], 'attempts', tostring(tonumber(cur[2]) + 1))
 return 1
 """
 
@@ -142,6 +142,7 @@ class StatusStore:
             "result": "null",
             "error": "null",
             "executor": dump_json(executor),
+            "worker": "null",
             "attempts": "0",
             "created_at": json_time(moment),
             "started_at": "null",
@@ -162,10 +163,11 @@ class StatusStore:
         raw = await self.get_json(task_id)
         return TaskRecord.model_validate_json(raw) if raw else None
 
-    async def start(self, task_id: str, *, now: datetime | None = None) -> bool:
-        """Claim a queued task for running; False if it is anything but queued."""
+    async def start(self, task_id: str, worker: str, *, now: datetime | None = None) -> bool:
+        """Claim a queued task for `worker` to run; False if it is anything but queued."""
         moment = now or utc_now()
-        reply = await self._start(keys=[task_key(task_id)], args=[json_time(moment), moment.timestamp()])
+        args: list[EncodableT] = [json_time(moment), moment.timestamp(), dump_json(worker)]
+        reply = await self._start(keys=[task_key(task_id)], args=args)
         return bool(reply == 1)
 
     async def progress(self, task_id: str, fraction: float, message: str | None) -> ProgressReply:

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-from shared.connection import make_runner, open_store
+from shared.connection import make_runner, open_store, process_name
 from shared.runner import Runner
 from shared.settings import Settings
 from shared.tasks import TaskRegistry
@@ -50,7 +50,8 @@ def _entry_point(name: str, settings: Settings, tasks: TaskRegistry) -> Callable
     def run(self: Task[Any, Any], params_json: str) -> None:
         if _runtime.loop is None or _runtime.runner is None:
             _runtime.loop = asyncio.Runner()
-            _runtime.runner = make_runner(settings, open_store(settings), tasks)
+            node = process_name(self.request.hostname)
+            _runtime.runner = make_runner(settings, open_store(settings), tasks, worker=node)
         _runtime.loop.run(_runtime.runner.run(str(self.request.id), name, params_json))
 
     run.__name__ = name

@@ -1,0 +1,134 @@
+"""Real processes for the tests: a private redis-server, uvicorn, celery worker; each wait has a deadline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"gave up after {timeout} s waiting for {what}")
+
+
+@dataclass
+class Proc:
+    """A child process whose output goes to a file, shown when a test fails."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.alive():
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        return self.popen.returncode
+
+
+def clean_environ() -> dict[str, str]:
+    """The test runner's environment without any of the service's settings, so each test sets its own."""
+    ours = {name.upper() for name in Settings.model_fields}
+    return {key: value for key, value in os.environ.items() if key.upper() not in ours}
+
+
+def spawn(name: str, argv: list[str], env: Mapping[str, str] | None = None) -> Proc:
+    log_path = Path(tempfile.mkdtemp(prefix=f"bgt-{name}-")) / "output.log"
+    full_env = {**clean_environ(), "PYTHONPATH": str(ROOT), **(env or {})}
+    with log_path.open("wb") as out:
+        popen = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    return Proc(name, popen, log_path)
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+    return found
+
+
+def start_redis(port: int | None = None) -> Proc:
+    """A private, disposable redis-server (no persistence) that tests may flush, stop or kill."""
+    port = port or free_port()
+    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = spawn("redis", argv)
+    proc.extra["url"] = f"redis://127.0.0.1:{port}"
+    proc.extra["port"] = port
+
+    def answers() -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(answers, timeout=10, what=f"redis-server on port {port}")
+    return proc
+
+
+def start_api(env: Mapping[str, str], *, workers: int = 1) -> Proc:
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port), "--workers", str(workers)]
+    proc = spawn("api", [*argv, "--log-level", "warning"], env)
+    url = f"http://127.0.0.1:{port}"
+    proc.extra["url"] = url
+
+    def healthy() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"the API exited:\n{proc.log()}")
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, timeout=30, what="the API to answer /health")
+    return proc
+
+
+def start_worker(env: Mapping[str, str], *, concurrency: int = 2, hostname: str = "w1@%h") -> Proc:
+    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO"]
+    argv += ["--concurrency", str(concurrency), "--hostname", hostname, "--without-gossip", "--without-mingle"]
+    proc = spawn("worker", argv, env)
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"the worker exited:\n{proc.log()}")
+        return " ready." in proc.log()
+
+    wait_until(ready, timeout=60, what="the celery worker to be ready")
+    return proc
