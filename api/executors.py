@@ -10,6 +10,7 @@ from fastapi import BackgroundTasks
 
 from shared.runner import Runner
 from shared.settings import Settings
+from shared.sweeper import Requeuer
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -49,7 +50,9 @@ class CeleryExecutor:
         self.app = app
 
     async def dispatch(self, task_id: str, name: str, params_json: str, background: BackgroundTasks) -> None:
-        await anyio.to_thread.run_sync(partial(self.app.send_task, name, args=[params_json], task_id=task_id))
+        from worker.factory import send
+
+        await send(self.app, task_id, name, params_json)
 
     async def revoke(self, task_id: str) -> None:
         """Workers drop a revoked message that is still queued instead of running it."""
@@ -62,3 +65,13 @@ def make_executor(settings: Settings, runner: Runner) -> Executor:
 
         return CeleryExecutor(make_celery(settings, runner.registry))
     return BackgroundExecutor(runner)
+
+
+def make_requeuer(settings: Settings, executor: Executor, runner: Runner) -> Requeuer | None:
+    """How this process re-sends a Celery task whose worker died; None without a broker (dev mode)."""
+    if not settings.broker_url:
+        return None
+    from worker.factory import make_celery, requeuer
+
+    app = executor.app if isinstance(executor, CeleryExecutor) else make_celery(settings, runner.registry)
+    return requeuer(app)

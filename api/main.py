@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from api.deps import ExecutorDep, StoreDep
 from api.errors import install_error_handlers
-from api.executors import make_executor
+from api.executors import make_executor, make_requeuer
+from api.limits import BodySizeLimit
 from api.routes_submit import submit_router
 from api.routes_tasks import router as tasks_router
-from shared.connection import make_runner, open_store, process_name
+from shared.connection import make_runner, make_sweeper, open_store, process_name
 from shared.settings import Settings, get_settings
 from shared.store import StatusStore
 from shared.tasks import TaskRegistry, registry
 
 log = logging.getLogger(__name__)
+
+# After uvicorn's graceful-shutdown timeout cancels unfinished in-process tasks, they still get this long
+# to record that they were lost before the Redis connection closes.
+_DRAIN_SECONDS = 5.0
 
 
 class Health(BaseModel):
@@ -37,23 +44,42 @@ def create_app(
     tasks = tasks or registry.load(settings.task_modules)
     store = store or open_store(settings)
     runner = make_runner(settings, store, tasks, worker=process_name())
+    executor = make_executor(settings, runner)
+    sweeper = make_sweeper(settings, store, make_requeuer(settings, executor, runner))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweeping = asyncio.create_task(sweeper.run_forever())
         yield
+        sweeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeping
+        await runner.drain(_DRAIN_SECONDS)
         await store.redis.aclose()
 
     app = FastAPI(title="Background tasks", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
-    app.state.executor = make_executor(settings, runner)
+    app.state.executor = executor
+    app.state.runner = runner
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        # Keys travel in a header, never in cookies, so credentials are never allowed (and `*` stays safe).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Content-Type", "X-API-Key", "Idempotency-Key"],
+            expose_headers=["Location"],
+        )
     app.include_router(submit_router(tasks))
     app.include_router(tasks_router)
 
     @app.get("/health", tags=["service"])
     async def health(store: StoreDep, executor: ExecutorDep) -> Health:
-        """Liveness plus whether Redis answers (within a second)."""
+        """Liveness plus whether Redis answers (within a second); open without an API key."""
         try:
             redis_ok = await asyncio.wait_for(store.ping(), timeout=1.0)
         except (RedisError, TimeoutError, OSError):

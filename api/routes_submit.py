@@ -4,19 +4,41 @@ No `from __future__ import annotations` here: the endpoints are built at run tim
 each task's real parameter model in the signature.
 """
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 from uuid import uuid4
 
-from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Response
+from fastapi import APIRouter, BackgroundTasks, Body, Header, HTTPException, Response
 
+from api.auth import OwnerDep
 from api.deps import ExecutorDep, StoreDep
-from api.errors import ErrorBody
+from api.errors import STORE_RESPONSES, ErrorBody
 from shared.record import TaskRecord
+from shared.store import IdempotencyConflict
 from shared.tasks import TaskRegistry, TaskSpec
 
 log = logging.getLogger(__name__)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Repeat a request safely: the same key and body return the original task (200)",
+    ),
+]
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": TaskRecord, "description": "Idempotent replay: the task this Idempotency-Key created"},
+    202: {"model": TaskRecord, "description": "Queued; follow it at `Location`"},
+    401: {"model": ErrorBody, "description": "Missing or invalid API key (when API_KEYS is set)"},
+    409: {"model": ErrorBody, "description": "The Idempotency-Key was used with a different body"},
+    413: {"model": ErrorBody, "description": "Request body too large"},
+    **STORE_RESPONSES,
+}
 
 
 def submit_router(registry: TaskRegistry) -> APIRouter:
@@ -31,7 +53,7 @@ def submit_router(registry: TaskRegistry) -> APIRouter:
             summary=f"Start `{spec.name}`",
             description=(spec.fn.__doc__ or "").strip(),
             response_class=Response,
-            responses={202: {"model": TaskRecord, "description": "Queued; follow it at `Location`"}},
+            responses=_RESPONSES,
         )
     router.add_api_route(
         "/{name}", _unknown_task, methods=["POST"], include_in_schema=False, responses={404: {"model": ErrorBody}}
@@ -46,21 +68,46 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
     async def submit(
         store: StoreDep,
         executor: ExecutorDep,
+        owner: OwnerDep,
         background: BackgroundTasks,
+        idempotency_key: IdempotencyKey = None,
         params: model = Body(... if required else None),  # type: ignore[valid-type]
     ) -> Response:
         params_json = (params if params is not None else model()).model_dump_json()
         task_id = str(uuid4())
-        raw = await store.create(task_id, spec.name, params_json, executor.name)
+        fingerprint = hashlib.sha256(f"{spec.name}\n{params_json}".encode()).hexdigest()
+        idempotency = (idempotency_key, fingerprint) if idempotency_key else None
+        try:
+            created = await store.create(
+                task_id,
+                spec.name,
+                params_json,
+                executor.name,
+                owner=owner or "",
+                max_attempts=spec.max_attempts,
+                idempotency=idempotency,
+            )
+        except IdempotencyConflict:
+            raise HTTPException(409, "this Idempotency-Key was already used with a different request") from None
+        if not created.new:
+            return _record_response(created.task_id, created.record, 200)
         try:
             await executor.dispatch(task_id, spec.name, params_json, background)
         except Exception as exc:
             log.exception("task %s could not be dispatched", task_id)
-            await store.finish(task_id, "failed", error=f"DispatchError: {type(exc).__name__}: {exc}")
+            await store.finish(task_id, "failed", attempt=None, error=f"DispatchError: {type(exc).__name__}")
+            if idempotency_key:
+                await store.forget_idempotency_key(owner or "", idempotency_key)
             raise HTTPException(503, "the task could not be handed to its executor; try again") from None
-        return Response(raw, status_code=202, media_type="application/json", headers={"Location": f"/tasks/{task_id}"})
+        return _record_response(task_id, created.record, 202)
 
     return submit
+
+
+def _record_response(task_id: str, record: bytes, status: int) -> Response:
+    return Response(
+        record, status_code=status, media_type="application/json", headers={"Location": f"/tasks/{task_id}"}
+    )
 
 
 async def _unknown_task(name: str) -> Any:

@@ -7,12 +7,17 @@ import json
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Response
 from pydantic import BaseModel
 
+from api.auth import OwnerDep
 from api.deps import ExecutorDep, StoreDep
-from api.errors import ErrorBody
+from api.errors import STORE_RESPONSES, ErrorBody
 from shared.record import TaskRecord, TaskState
 from shared.store import CancelOutcome, Cursor
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    responses={401: {"model": ErrorBody, "description": "Missing or invalid API key"}, **STORE_RESPONSES},
+)
 
 _JSON = "application/json"
 
@@ -23,13 +28,14 @@ class TaskPage(BaseModel):
 
 
 def not_found(task_id: str) -> HTTPException:
+    """Also what another key's task looks like, so ids cannot be probed."""
     return HTTPException(404, f"no task with id {task_id}")
 
 
 @router.get("/{task_id}", responses={200: {"model": TaskRecord}, 404: {"model": ErrorBody}})
-async def get_task(task_id: str, store: StoreDep) -> Response:
+async def get_task(task_id: str, store: StoreDep, owner: OwnerDep) -> Response:
     """The task's record: one Redis read, sent as stored."""
-    raw = await store.get_json(task_id)
+    raw = await store.get_json(task_id, owner)
     if raw is None:
         raise not_found(task_id)
     return Response(raw, media_type=_JSON)
@@ -38,6 +44,7 @@ async def get_task(task_id: str, store: StoreDep) -> Response:
 @router.get("", responses={200: {"model": TaskPage}, 422: {"model": ErrorBody}})
 async def list_tasks(
     store: StoreDep,
+    owner: OwnerDep,
     state: TaskState | None = None,
     name: str | None = None,
     limit: int = Query(50, ge=1, le=500),
@@ -48,7 +55,7 @@ async def list_tasks(
         after = Cursor.decode(cursor) if cursor else None
     except ValueError:
         raise HTTPException(422, "invalid cursor") from None
-    items, next_cursor = await store.list_json(state=state, name=name, limit=limit, cursor=after)
+    items, next_cursor = await store.list_json(owner=owner or "", state=state, name=name, limit=limit, cursor=after)
     tail = json.dumps(next_cursor.encode() if next_cursor else None).encode()
     return Response(b'{"items":[' + b",".join(items) + b'],"next_cursor":' + tail + b"}", media_type=_JSON)
 
@@ -62,9 +69,11 @@ async def list_tasks(
         409: {"model": ErrorBody, "description": "The task had already finished"},
     },
 )
-async def cancel_task(task_id: str, store: StoreDep, executor: ExecutorDep, background: BackgroundTasks) -> Response:
+async def cancel_task(
+    task_id: str, store: StoreDep, executor: ExecutorDep, owner: OwnerDep, background: BackgroundTasks
+) -> Response:
     """Cancel a task: at once if queued, cooperatively if running."""
-    reply = await store.cancel(task_id)
+    reply = await store.cancel(task_id, owner)
     if reply is None:
         raise not_found(task_id)
     outcome, raw = reply

@@ -29,12 +29,12 @@ class FailParams(BaseModel):
     message: str
 
 
-@task("noop")
+@task("noop", max_attempts=3)
 async def noop(params: NoopParams) -> dict[str, JsonValue]:
     return {"value": params.value}
 
 
-@task("sleep")
+@task("sleep", max_attempts=3)
 async def sleep(params: SleepParams, ctx: TaskContext) -> dict[str, float]:
     """I/O-bound stand-in for the original HeavyTask; cancelling interrupts its `await`."""
     loop = asyncio.get_running_loop()
@@ -46,7 +46,7 @@ async def sleep(params: SleepParams, ctx: TaskContext) -> dict[str, float]:
     return {"slept": params.seconds}
 
 
-@task("cpu")
+@task("cpu", max_attempts=3)
 def cpu(params: CpuParams, ctx: TaskContext) -> dict[str, str | int]:
     """CPU-bound: a `def` task, so it runs in a worker thread and checks for cancellation between chunks."""
     digest, sha256, done = b"", hashlib.sha256, 0

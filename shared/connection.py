@@ -1,4 +1,4 @@
-"""Build the status store and runner from settings: real Redis when REDIS_URL is set, else in memory."""
+"""Build the status store, runner and sweeper from settings: real Redis when REDIS_URL is set, else in memory."""
 
 from __future__ import annotations
 
@@ -10,19 +10,27 @@ from redis.asyncio import Redis
 from shared.runner import Runner
 from shared.settings import Settings
 from shared.store import StatusStore
+from shared.sweeper import Requeuer, Sweeper
 from shared.tasks import TaskRegistry
 
 
 def open_redis(settings: Settings) -> Redis:
     if settings.redis_url:
-        return Redis.from_url(settings.redis_url, health_check_interval=30)
+        return Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+            health_check_interval=30,
+        )
     import fakeredis  # the embedded dev mode only; imported late so production never needs it
 
     return fakeredis.FakeAsyncRedis()
 
 
 def open_store(settings: Settings) -> StatusStore:
-    return StatusStore(open_redis(settings), ttl_seconds=settings.result_ttl_seconds)
+    return StatusStore(
+        open_redis(settings), ttl_seconds=settings.result_ttl_seconds, lease_seconds=settings.lease_seconds
+    )
 
 
 def process_name(prefix: str | None = None) -> str:
@@ -37,4 +45,9 @@ def make_runner(settings: Settings, store: StatusStore, registry: TaskRegistry, 
         worker=worker,
         progress_interval=settings.progress_interval,
         heartbeat_interval=settings.heartbeat_interval,
+        time_limit=settings.task_time_limit,
     )
+
+
+def make_sweeper(settings: Settings, store: StatusStore, requeue: Requeuer | None) -> Sweeper:
+    return Sweeper(store, requeue, interval=settings.sweep_interval)

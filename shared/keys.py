@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 PREFIX = "bgt"
-INDEX = f"{PREFIX}:index"  # sorted set: task id scored by creation time (µs), for listing newest first
+# Sorted set of task ids whose owner must act by the score (epoch seconds): running tasks' heartbeats, and
+# tasks waiting on a process that may die (queued in-process, or re-queued for Celery). The sweeper reads it.
+LEASES = f"{PREFIX}:leases"
 
 
 def task_key(task_id: str) -> str:
     """The hash holding one task run's record."""
     return f"{PREFIX}:task:{task_id}"
+
+
+def index_key(owner: str) -> str:
+    """Sorted set of the owner's task ids scored by creation time (µs), for listing newest first."""
+    return f"{PREFIX}:index:{owner}" if owner else f"{PREFIX}:index"
+
+
+def idempotency_key(owner: str, key: str) -> str:
+    """The task id (and request fingerprint) an Idempotency-Key maps to."""
+    return f"{PREFIX}:idem:{owner}:{key}"

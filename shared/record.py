@@ -7,8 +7,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-TaskState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+TaskState = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
+# `lost`: the process running it died (or it ran out of attempts after workers died); its error says which.
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "lost"})
+
+
+class AttemptError(BaseModel):
+    """Why one attempt of a task ended without a result."""
+
+    attempt: int
+    error: str
+    at: datetime
 
 
 class TaskRecord(BaseModel):
@@ -25,6 +34,7 @@ class TaskRecord(BaseModel):
     executor: Literal["background", "celery"]
     worker: str | None  # "host:pid" (or Celery's "name@host:pid") of the process that ran it
     attempts: int
+    attempt_errors: list[AttemptError]
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

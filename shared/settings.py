@@ -28,8 +28,22 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(default=2.0, gt=0, le=300)
     # Modules whose import registers tasks (comma-separated in the environment).
     task_modules: Annotated[list[str], NoDecode] = ["shared.builtin_tasks"]
+    # A task whose heartbeat is older than this is presumed dead: re-queued (Celery) or marked `lost`.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # How often each API process and each worker looks for expired leases.
+    sweep_interval: float = Field(default=10.0, gt=0)
+    # The longest any task may run (tasks may declare less); Celery's visibility timeout is derived from it.
+    task_time_limit: float = Field(default=7200.0, gt=0)
+    # Seconds a Redis command may take before the API answers 503 instead of hanging.
+    redis_timeout: float = Field(default=5.0, gt=0)
+    # Empty: no authentication (dev mode). Otherwise the keys accepted in the X-API-Key header.
+    api_keys: Annotated[list[str], NoDecode] = []
+    # Browser origins allowed by CORS; empty means no CORS headers at all.
+    cors_origins: Annotated[list[str], NoDecode] = []
+    # Request bodies larger than this are refused with 413.
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
 
-    @field_validator("task_modules", mode="before")
+    @field_validator("task_modules", "api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_modules(cls, value: object) -> object:
         if isinstance(value, str):
@@ -42,9 +56,20 @@ class Settings(BaseSettings):
             raise ValueError("EXECUTOR=celery needs REDIS_URL (the in-memory store is one process only)")
         return self
 
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.heartbeat_interval * 2 > self.lease_seconds:
+            raise ValueError("HEARTBEAT_INTERVAL must be at most half of LEASE_SECONDS, or live tasks look dead")
+        return self
+
     @property
     def broker_url(self) -> str | None:
         return self.celery_broker_url or self.redis_url
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Celery re-delivers an unacknowledged message after this long: longer than any task may run."""
+        return int(self.task_time_limit + 2 * self.lease_seconds + 60)
 
 
 def load_settings() -> Settings:

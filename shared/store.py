@@ -2,7 +2,9 @@
 
 Each hash field holds the JSON encoding of that record field, so a read is one `HGETALL` and the API
 answers with the stored fragments joined together, without decoding and re-encoding the record.
-Two private fields ride along: `cancel` (a stop was asked for) and `heartbeat_at` (epoch seconds).
+Private fields ride along: `cancel` (a stop was asked for), `owner` (who may see it) and `max_attempts`.
+Transitions that run under a lease also keep the task's deadline in the `LEASES` sorted set, which is
+what the sweeper reads to find tasks whose process died.
 """
 
 from __future__ import annotations
@@ -18,58 +20,156 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.typing import EncodableT
 
-from shared.keys import INDEX, task_key
+from shared.keys import LEASES, idempotency_key, index_key, task_key
 from shared.record import RECORD_FIELDS, TaskRecord, json_time, utc_now
 
 _FIELDS = tuple(field.encode() for field in RECORD_FIELDS)
 _LIST_BATCH = 200
 
-# Queued -> running; refuses anything else so a task that ended (or a duplicate delivery) never starts.
-_START = """
-local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts')
-if cur[1] ~= '"queued"' then return cur[1] end
-redis.call('HSET', KEYS[1], 'state', '"running"', 'started_at', ARGV[1], 'heartbeat_at', ARGV[2],
-           'worker', ARGV[3], 'attempts', tostring(tonumber(cur[2]) + 1))
-return 1
+# Appends `{"attempt": n, "error": ..., "at": ...}` to a stored JSON array without decoding it.
+_WITH_ERROR = """
+local function with_error(list, attempt, err, at)
+  local item = '{"attempt":' .. attempt .. ',"error":' .. err .. ',"at":' .. at .. '}'
+  if not list or list == '[]' then return '[' .. item .. ']' end
+  return string.sub(list, 1, -2) .. ',' .. item .. ']'
+end
 """
 
-# Progress and heartbeat of a running task. Replies 0 (go on), 1 (stop was asked) or 2 (no longer running).
+# A new queued record, unless its Idempotency-Key (KEYS[1], '' for none) already names a task.
+_CREATE = """
+if KEYS[1] ~= '' then
+  local known = redis.call('HMGET', KEYS[1], 'id', 'fingerprint')
+  if known[1] then
+    local fields = redis.call('HGETALL', ARGV[6] .. known[1])
+    if #fields > 0 then
+      if known[2] ~= ARGV[2] then return {'conflict'} end
+      return {'existing', fields}
+    end
+  end
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fingerprint', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1]) end
+return {'created'}
+"""
+
+# Queued -> running under a lease; replies the attempt number, or 0 if the task is not queued (a task
+# that ended, or a duplicate delivery of a running one, never starts again).
+_START = """
+local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts')
+if cur[1] ~= '"queued"' then return 0 end
+local attempt = tonumber(cur[2]) + 1
+redis.call('HSET', KEYS[1], 'state', '"running"', 'started_at', ARGV[2], 'worker', ARGV[3], 'attempts', attempt)
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return attempt
+"""
+
+# Progress and heartbeat of one attempt. Replies 0 (go on), 1 (stop was asked) or 2 (this attempt no
+# longer owns the task: it ended, or was re-queued after its heartbeat lapsed).
 _PROGRESS = """
-local cur = redis.call('HMGET', KEYS[1], 'state', 'cancel')
-if cur[1] ~= '"running"' then return 2 end
-redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'message', ARGV[2], 'heartbeat_at', ARGV[3])
-if cur[2] then return 1 end
+local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'cancel')
+if cur[1] ~= '"running"' or cur[2] ~= ARGV[2] then return 2 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[3], 'message', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+if cur[3] then return 1 end
 return 0
 """
 
-# Any non-terminal state -> a terminal one; a terminal state never changes again.
-_FINISH = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= '"queued"' and state ~= '"running"' then return 0 end
-local fields = {'state', ARGV[1], 'result', ARGV[2], 'error', ARGV[3], 'finished_at', ARGV[4]}
-if ARGV[5] ~= '' then
-  table.insert(fields, 'progress'); table.insert(fields, ARGV[5])
+# The attempt ARGV[2] (or, if '', a task still queued) -> a terminal state; nothing else may end it.
+_FINISH = (
+    _WITH_ERROR
+    + """
+local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'attempt_errors')
+if ARGV[2] == '' then
+  if cur[1] ~= '"queued"' then return 0 end
+elseif cur[1] ~= '"running"' or cur[2] ~= ARGV[2] then
+  return 0
+end
+local fields = {'state', ARGV[3], 'result', ARGV[4], 'error', ARGV[5], 'finished_at', ARGV[6]}
+if ARGV[7] ~= '' then table.insert(fields, 'progress'); table.insert(fields, ARGV[7]) end
+if ARGV[9] == '1' then
+  table.insert(fields, 'attempt_errors'); table.insert(fields, with_error(cur[3], cur[2], ARGV[5], ARGV[6]))
 end
 redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
+)
+
+# A failed attempt with attempts left -> queued again, its error kept, under a lease until it restarts.
+_RETRY = (
+    _WITH_ERROR
+    + """
+local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'attempt_errors')
+if cur[1] ~= '"running"' or cur[2] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'state', '"queued"', 'error', ARGV[3],
+           'attempt_errors', with_error(cur[3], cur[2], ARGV[3], ARGV[4]))
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+return 1
+"""
+)
 
 # Queued -> cancelled at once; running -> flagged for a cooperative stop; terminal -> untouched.
 _CANCEL = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return false end
+local cur = redis.call('HMGET', KEYS[1], 'state', 'owner')
+if not cur[1] or (ARGV[4] ~= '' and cur[2] ~= ARGV[4]) then return false end
 local outcome = 'finished'
-if state == '"queued"' then
-  redis.call('HSET', KEYS[1], 'state', '"cancelled"', 'finished_at', ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
+if cur[1] == '"queued"' then
+  redis.call('HSET', KEYS[1], 'state', '"cancelled"', 'finished_at', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('ZREM', KEYS[2], ARGV[1])
   outcome = 'cancelled'
-elseif state == '"running"' then
+elseif cur[1] == '"running"' then
   redis.call('HSET', KEYS[1], 'cancel', '1')
   outcome = 'stopping'
 end
 return {outcome, redis.call('HGETALL', KEYS[1])}
 """
+
+# A lease that ran out: re-queue a Celery task with attempts left (if the caller can send it, ARGV[9]),
+# end anything else `lost`.
+# Safe to run from many processes at once: the first one to act moves the deadline or removes it.
+_EXPIRE_LEASE = (
+    _WITH_ERROR
+    + """
+local deadline = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not deadline or tonumber(deadline) > tonumber(ARGV[2]) then return {'skip'} end
+local cur = redis.call('HMGET', KEYS[1], 'state', 'executor', 'attempts', 'max_attempts', 'attempt_errors',
+                       'name', 'params')
+if cur[1] ~= '"queued"' and cur[1] ~= '"running"' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return {'gone'}
+end
+local running = cur[1] == '"running"'
+if cur[2] == '"celery"' and tonumber(cur[3]) < tonumber(cur[4] or '1') then
+  if ARGV[9] ~= '1' then return {'skip'} end
+  local errors = cur[5]
+  if running then errors = with_error(errors, cur[3], ARGV[4], ARGV[7]) end
+  redis.call('HSET', KEYS[1], 'state', '"queued"', 'attempt_errors', errors, 'error', ARGV[4])
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  return {'requeue', cur[6], cur[7]}
+end
+local err, errors = ARGV[6], cur[5]
+if running then err = ARGV[5]; errors = with_error(errors, cur[3], err, ARGV[7]) end
+redis.call('HSET', KEYS[1], 'state', '"lost"', 'error', err, 'attempt_errors', errors, 'finished_at', ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {'lost'}
+"""
+)
+
+# A re-queued Celery message is on the broker again: the broker, not a lease, now keeps the task.
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'state') == '"queued"' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 1
+"""
+
+WORKER_LOST = "WorkerLost: the worker running it stopped sending heartbeats; re-queued"
+PROCESS_LOST = "LostError: the process running it stopped sending heartbeats"
+NEVER_STARTED = "LostError: the process that accepted it stopped before starting it"
 
 
 class CancelOutcome(Enum):
@@ -82,6 +182,26 @@ class ProgressReply(Enum):
     CONTINUE = 0
     STOP_ASKED = 1
     NOT_RUNNING = 2
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+
+@dataclass(frozen=True)
+class Created:
+    task_id: str
+    record: bytes
+    new: bool  # False: the Idempotency-Key named an earlier task, and this is its record
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """A Celery task whose worker died, back in `queued`: it needs a new message."""
+
+    task_id: str
+    name: str
+    params_json: str
 
 
 @dataclass(frozen=True)
@@ -117,20 +237,44 @@ def _pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
 
 
 class StatusStore:
-    """Task records in Redis. The API, the runner and every executor go through this class only."""
+    """Task records in Redis. The API, the runner, the sweeper and both executors go through this class only.
 
-    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+    `owner` arguments: None means "do not check" (no authentication); a string scopes the call to that owner.
+    """
+
+    def __init__(self, redis: Redis, *, ttl_seconds: int, lease_seconds: float = 30.0) -> None:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
+        self.lease_seconds = lease_seconds
+        self._create = redis.register_script(_CREATE)
         self._start = redis.register_script(_START)
         self._progress = redis.register_script(_PROGRESS)
         self._finish = redis.register_script(_FINISH)
+        self._retry = redis.register_script(_RETRY)
         self._cancel = redis.register_script(_CANCEL)
+        self._expire_lease = redis.register_script(_EXPIRE_LEASE)
+        self._release = redis.register_script(_RELEASE)
+
+    def _deadline(self, extra: float = 0.0) -> float:
+        return utc_now().timestamp() + self.lease_seconds + extra
 
     async def create(
-        self, task_id: str, name: str, params_json: str, executor: str, *, now: datetime | None = None
-    ) -> bytes:
-        """Write a new `queued` record and index it; returns the record as JSON."""
+        self,
+        task_id: str,
+        name: str,
+        params_json: str,
+        executor: str,
+        *,
+        owner: str = "",
+        max_attempts: int = 1,
+        idempotency: tuple[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> Created:
+        """Store a new `queued` record, or find the one an Idempotency-Key (key, fingerprint) created.
+
+        An in-process task is leased from the start: if its process dies before running it, it ends `lost`.
+        A Celery task is not: the broker keeps it for as long as it waits.
+        """
         moment = now or utc_now()
         fields: dict[str, str] = {
             "id": dump_json(task_id),
@@ -144,74 +288,144 @@ class StatusStore:
             "executor": dump_json(executor),
             "worker": "null",
             "attempts": "0",
+            "attempt_errors": "[]",
             "created_at": json_time(moment),
             "started_at": "null",
             "finished_at": "null",
+            "owner": owner,
+            "max_attempts": str(max_attempts),
         }
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(task_key(task_id), mapping=cast(dict[EncodableT, EncodableT], fields))
-            pipe.zadd(INDEX, {task_id: int(moment.timestamp() * 1_000_000)})
-            await pipe.execute()
-        return record_json({k.encode(): v.encode() for k, v in fields.items()})
+        idem_key, fingerprint = (idempotency_key(owner, idempotency[0]), idempotency[1]) if idempotency else ("", "")
+        lease = str(self._deadline()) if executor == "background" else ""
+        head: list[EncodableT] = [
+            task_id,
+            fingerprint,
+            self.ttl_seconds,
+            int(moment.timestamp() * 1_000_000),
+            lease,
+            task_key(""),
+        ]
+        flat: list[EncodableT] = [part for pair in fields.items() for part in pair]
+        keys = [idem_key, task_key(task_id), index_key(owner), LEASES]
+        reply = await self._create(keys=keys, args=head + flat)
+        outcome = reply[0].decode()
+        if outcome == "conflict":
+            raise IdempotencyConflict(idempotency[0] if idempotency else "")
+        if outcome == "existing":
+            existing = _pairs_to_dict(reply[1])
+            return Created(json.loads(existing[b"id"]), record_json(existing), new=False)
+        return Created(task_id, record_json({k.encode(): v.encode() for k, v in fields.items()}), new=True)
 
-    async def get_json(self, task_id: str) -> bytes | None:
-        """The record as JSON in one round trip, or None if there is no such task."""
+    async def forget_idempotency_key(self, owner: str, key: str) -> None:
+        """After a failed dispatch, so that the client's retry with the same key starts a new task."""
+        await self.redis.delete(idempotency_key(owner, key))
+
+    async def get_json(self, task_id: str, owner: str | None = None) -> bytes | None:
+        """The record as JSON in one round trip, or None if there is no such task (for this owner)."""
         fields = cast(dict[bytes, bytes], await self.redis.hgetall(task_key(task_id)))
-        return record_json(fields) if fields else None
+        if not fields or (owner is not None and fields.get(b"owner", b"") != owner.encode()):
+            return None
+        return record_json(fields)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         raw = await self.get_json(task_id)
         return TaskRecord.model_validate_json(raw) if raw else None
 
-    async def start(self, task_id: str, worker: str, *, now: datetime | None = None) -> bool:
-        """Claim a queued task for `worker` to run; False if it is anything but queued."""
+    async def start(self, task_id: str, worker: str, *, now: datetime | None = None) -> int:
+        """Claim a queued task for `worker`; the attempt number, or 0 if it is anything but queued."""
         moment = now or utc_now()
-        args: list[EncodableT] = [json_time(moment), moment.timestamp(), dump_json(worker)]
-        reply = await self._start(keys=[task_key(task_id)], args=args)
-        return bool(reply == 1)
+        args: list[EncodableT] = [task_id, json_time(moment), dump_json(worker), self._deadline()]
+        return int(await self._start(keys=[task_key(task_id), LEASES], args=args))
 
-    async def progress(self, task_id: str, fraction: float, message: str | None) -> ProgressReply:
-        """Record progress (also the heartbeat); the reply says whether the task should stop."""
-        args: list[EncodableT] = [dump_json(round(fraction, 6)), dump_json(message), utc_now().timestamp()]
-        return ProgressReply(await self._progress(keys=[task_key(task_id)], args=args))
+    async def progress(self, task_id: str, attempt: int, fraction: float, message: str | None) -> ProgressReply:
+        """Record progress and renew the lease; the reply says whether the attempt should stop."""
+        args: list[EncodableT] = [task_id, attempt, dump_json(round(fraction, 6)), dump_json(message)]
+        reply = await self._progress(keys=[task_key(task_id), LEASES], args=[*args, self._deadline()])
+        return ProgressReply(reply)
 
     async def finish(
         self,
         task_id: str,
         state: str,
         *,
+        attempt: int | None,
         result_json: str = "null",
         error: str | None = None,
         progress: float | None = None,
     ) -> bool:
-        """End a task in a terminal state; False if it had already ended."""
+        """End attempt `attempt` (None: a task that never started) in a terminal state; False if not ours."""
         args: list[EncodableT] = [
+            task_id,
+            "" if attempt is None else attempt,
             dump_json(state),
             result_json,
             dump_json(error),
             json_time(utc_now()),
             "" if progress is None else dump_json(progress),
             self.ttl_seconds,
+            "1" if error is not None and attempt is not None else "0",
         ]
-        return bool(await self._finish(keys=[task_key(task_id)], args=args))
+        return bool(await self._finish(keys=[task_key(task_id), LEASES], args=args))
 
-    async def cancel(self, task_id: str) -> tuple[CancelOutcome, bytes] | None:
-        """Cancel or ask to stop; None if there is no such task."""
-        reply = await self._cancel(keys=[task_key(task_id)], args=[json_time(utc_now()), self.ttl_seconds])
+    async def retry(self, task_id: str, attempt: int, error: str, *, delay: float) -> bool:
+        """Put a failed attempt back in `queued`, leased for `delay` plus a lease; False if not ours."""
+        args: list[EncodableT] = [task_id, attempt, dump_json(error), json_time(utc_now()), self._deadline(delay)]
+        return bool(await self._retry(keys=[task_key(task_id), LEASES], args=args))
+
+    async def cancel(self, task_id: str, owner: str | None = None) -> tuple[CancelOutcome, bytes] | None:
+        """Cancel or ask to stop; None if there is no such task (for this owner)."""
+        args: list[EncodableT] = [task_id, json_time(utc_now()), self.ttl_seconds, owner or ""]
+        reply = await self._cancel(keys=[task_key(task_id), LEASES], args=args)
         if reply is None:
             return None
         outcome, flat = reply
         return CancelOutcome(outcome.decode()), record_json(_pairs_to_dict(flat))
 
+    async def expired_leases(self, limit: int = 100) -> list[str]:
+        """Ids of tasks whose lease ran out (their process is presumed dead)."""
+        now = utc_now().timestamp()
+        ids = cast(list[bytes], await self.redis.zrangebyscore(LEASES, "-inf", now, start=0, num=limit))
+        return [task_id.decode() for task_id in ids]
+
+    async def expire_lease(self, task_id: str, *, can_requeue: bool) -> Requeue | str:
+        """Act on one expired lease: a Requeue to dispatch, or what happened ('lost', 'gone', 'skip')."""
+        now = utc_now()
+        args: list[EncodableT] = [
+            task_id,
+            now.timestamp(),
+            self._deadline(),
+            dump_json(WORKER_LOST),
+            dump_json(PROCESS_LOST),
+            dump_json(NEVER_STARTED),
+            json_time(now),
+            self.ttl_seconds,
+            "1" if can_requeue else "0",
+        ]
+        reply = await self._expire_lease(keys=[task_key(task_id), LEASES], args=args)
+        if reply[0] == b"requeue":
+            return Requeue(task_id, json.loads(reply[1]), reply[2].decode())
+        return str(reply[0].decode())
+
+    async def release_lease(self, task_id: str) -> None:
+        """A re-queued Celery task's message is on the broker again."""
+        await self._release(keys=[task_key(task_id), LEASES], args=[task_id])
+
     async def list_json(
-        self, *, state: str | None = None, name: str | None = None, limit: int = 50, cursor: Cursor | None = None
+        self,
+        *,
+        owner: str = "",
+        state: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: Cursor | None = None,
     ) -> tuple[list[bytes], Cursor | None]:
-        """Records newest first, filtered; the cursor is set when more may follow."""
+        """The owner's records newest first, filtered; the cursor is set when more may follow."""
         wanted = {b"state": state, b"name": name}
         checks = [(field, dump_json(value).encode()) for field, value in wanted.items() if value is not None]
+        index = index_key(owner)
         items: list[tuple[Cursor, bytes]] = []
         while len(items) <= limit:
-            batch = await self._index_after(cursor, _LIST_BATCH)
+            batch = await self._index_after(index, cursor, _LIST_BATCH)
             if not batch:
                 break
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -220,7 +434,7 @@ class StatusStore:
                 records: list[dict[bytes, bytes]] = await pipe.execute()
             expired = [entry.task_id for entry, fields in zip(batch, records, strict=True) if not fields]
             if expired:
-                await self.redis.zrem(INDEX, *expired)
+                await self.redis.zrem(index, *expired)
             for entry, fields in zip(batch, records, strict=True):
                 if fields and all(fields.get(field) == value for field, value in checks):
                     items.append((entry, record_json(fields)))
@@ -229,14 +443,14 @@ class StatusStore:
         next_cursor = page[-1][0] if len(items) > limit else None
         return [record for _, record in page], next_cursor
 
-    async def _index_after(self, cursor: Cursor | None, count: int) -> list[Cursor]:
+    async def _index_after(self, index: str, cursor: Cursor | None, count: int) -> list[Cursor]:
         """Index entries strictly after `cursor`, newest first (Redis orders equal scores by id, descending)."""
         top: float | str = "+inf" if cursor is None else cursor.score
         offset = 0
         while True:
             raw = cast(
                 list[tuple[bytes, float]],
-                await self.redis.zrevrangebyscore(INDEX, top, "-inf", start=offset, num=count, withscores=True),
+                await self.redis.zrevrangebyscore(index, top, "-inf", start=offset, num=count, withscores=True),
             )
             entries = [Cursor(score, member.decode()) for member, score in raw]
             if cursor is not None:

@@ -15,7 +15,7 @@ import importlib
 import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel
@@ -32,8 +32,9 @@ class UnknownTask(KeyError):
 class TaskContext:
     """What a running task sees of the outside world: where to report progress, whether to stop."""
 
-    def __init__(self, task_id: str) -> None:
+    def __init__(self, task_id: str, attempt: int = 1) -> None:
         self.task_id = task_id
+        self.attempt = attempt  # 1 for the first run, 2 for the first retry, ...
         self.fraction = 0.0
         self.message: str | None = None
         self.version = 0  # bumped on every report, so the runner writes only what changed
@@ -67,6 +68,10 @@ class TaskSpec:
     params_model: type[BaseModel]
     is_async: bool
     takes_context: bool
+    max_attempts: int = 1  # runs in all, counting retries after an error and re-runs after a worker died
+    retry_backoff: float = 1.0  # seconds before the first retry; doubles each time, with jitter
+    retry_backoff_max: float = 60.0
+    time_limit: float | None = None  # seconds one attempt may run (capped by TASK_TIME_LIMIT)
 
 
 class TaskRegistry:
@@ -75,11 +80,31 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._tasks: dict[str, TaskSpec] = {}
 
-    def task(self, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register `fn(params: Model[, ctx: TaskContext])`; the model comes from the first annotation."""
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        max_attempts: int = 1,
+        retry_backoff: float = 1.0,
+        retry_backoff_max: float = 60.0,
+        time_limit: float | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register `fn(params: Model[, ctx: TaskContext])`; the model comes from the first annotation.
+
+        `max_attempts` > 1 retries a failed attempt after an exponential, jittered backoff and lets the
+        sweeper re-queue a Celery task whose worker died; only declare it for tasks that are safe to re-run.
+        """
+        if max_attempts < 1 or retry_backoff < 0 or (time_limit is not None and time_limit <= 0):
+            raise ValueError("max_attempts must be >= 1, retry_backoff >= 0 and time_limit > 0")
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            spec = _spec_for(name or fn.__name__, fn)
+            spec = replace(
+                _spec_for(name or fn.__name__, fn),
+                max_attempts=max_attempts,
+                retry_backoff=retry_backoff,
+                retry_backoff_max=retry_backoff_max,
+                time_limit=time_limit,
+            )
             if spec.name in self._tasks:
                 raise ValueError(f"task {spec.name!r} is already registered")
             self._tasks[spec.name] = spec

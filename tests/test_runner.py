@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from shared.record import TaskRecord
-from shared.runner import Runner
+from shared.runner import SHUTDOWN_LOST, Runner, backoff
 from shared.store import StatusStore
 from shared.tasks import TaskCancelled, TaskContext, TaskRegistry
 
@@ -63,6 +64,22 @@ def make_registry(release: threading.Event) -> TaskRegistry:
     @tasks.task()
     async def gives_up(params: Args, ctx: TaskContext) -> None:
         raise TaskCancelled("stopping on my own")
+
+    @tasks.task(max_attempts=3, retry_backoff=0.01)
+    async def flaky(params: Args, ctx: TaskContext) -> int:
+        """Fails until attempt n."""
+        if ctx.attempt < params.n:
+            raise ConnectionError(f"attempt {ctx.attempt} failed")
+        return ctx.attempt
+
+    @tasks.task(time_limit=0.2)
+    async def overruns(params: Args, ctx: TaskContext) -> None:
+        await asyncio.sleep(60)
+
+    @tasks.task(time_limit=0.2)
+    def overruns_in_a_thread(params: Args, ctx: TaskContext) -> None:
+        while not ctx.cancelled:
+            time.sleep(0.01)
 
     return tasks
 
@@ -166,3 +183,57 @@ async def test_a_running_task_stops_when_cancelled(runner: Runner, name: str) ->
 async def test_a_task_may_stop_itself_with_task_cancelled(runner: Runner) -> None:
     rec = await run(runner, "gives_up")
     assert rec.state == "cancelled"
+
+
+async def test_a_failing_attempt_is_retried_until_it_succeeds(runner: Runner) -> None:
+    rec = await run(runner, "flaky", '{"n": 3}')
+    assert (rec.state, rec.result, rec.attempts, rec.error) == ("succeeded", 3, 3, None)
+    assert [(e.attempt, e.error) for e in rec.attempt_errors] == [
+        (1, "ConnectionError: attempt 1 failed"),
+        (2, "ConnectionError: attempt 2 failed"),
+    ]
+
+
+async def test_a_task_out_of_attempts_fails_with_every_attempt_error(runner: Runner) -> None:
+    rec = await run(runner, "flaky", '{"n": 9}')
+    assert (rec.state, rec.attempts, rec.error) == ("failed", 3, "ConnectionError: attempt 3 failed")
+    assert [e.attempt for e in rec.attempt_errors] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["overruns", "overruns_in_a_thread"])
+async def test_an_attempt_over_its_time_limit_fails(runner: Runner, name: str) -> None:
+    rec = await run(runner, name)
+    assert rec.state == "failed"
+    assert rec.error == "TimeLimitExceeded: attempt 1 ran longer than 0.2 s"
+
+
+async def test_the_settings_time_limit_caps_every_task(store: StatusStore, release: threading.Event) -> None:
+    capped = Runner(
+        store, make_registry(release), worker="t:1", progress_interval=0.02, heartbeat_interval=0.05, time_limit=0.1
+    )
+    rec = await run(capped, "waits_forever")
+    assert rec.error == "TimeLimitExceeded: attempt 1 ran longer than 0.1 s"
+
+
+async def test_a_run_cut_short_by_shutdown_is_marked_lost(runner: Runner) -> None:
+    await runner.store.create("t", "waits_forever", "{}", "background")
+    running = asyncio.ensure_future(runner.run("t", "waits_forever", "{}"))
+    await wait_for(runner.store, "t", lambda r: r.state == "running")
+    assert runner.running == {"t"}
+    running.cancel()  # what uvicorn does to unfinished background tasks after its graceful timeout
+    await runner.drain(5)
+    assert running.cancelled()
+    assert runner.running == set()
+    rec = await runner.store.get("t")
+    assert rec is not None
+    assert (rec.state, rec.error) == ("lost", SHUTDOWN_LOST)
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    spec = make_registry(threading.Event()).get("flaky")
+    for attempt, ceiling in [(1, 0.01), (2, 0.02), (3, 0.04)]:
+        delays = {backoff(spec, attempt) for _ in range(50)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(delays) > 1  # jittered
+    capped = replace(spec, retry_backoff=10, retry_backoff_max=15)
+    assert all(7.5 <= backoff(capped, 5) <= 15 for _ in range(50))

@@ -1,0 +1,32 @@
+"""Optional API keys (`API_KEYS`): each task belongs to the key that created it, and is invisible to others."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader
+
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="Required when API_KEYS is set")
+
+
+def owner_of(key: str) -> str:
+    """What the store keeps instead of the key itself: it never holds or returns a secret."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def get_owner(request: Request, key: Annotated[str | None, Depends(_api_key)]) -> str | None:
+    """None when authentication is off; otherwise the caller's owner id, or 401."""
+    keys: list[str] = request.app.state.settings.api_keys
+    if not keys:
+        return None
+    if key is None or not any(hmac.compare_digest(key.encode(), allowed.encode()) for allowed in keys):
+        raise HTTPException(
+            401, "missing or invalid API key (X-API-Key header)", headers={"WWW-Authenticate": "ApiKey"}
+        )
+    return owner_of(key)
+
+
+OwnerDep = Annotated[str | None, Depends(get_owner)]
