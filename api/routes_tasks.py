@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from api.auth import OwnerDep
 from api.deps import ExecutorDep, StoreDep
-from api.errors import STORE_RESPONSES, ErrorBody
+from api.errors import STORE_RESPONSES, ErrorBody, invalid
 from shared.record import TaskRecord, TaskState
 from shared.store import CancelOutcome, Cursor
 
@@ -41,7 +41,7 @@ async def get_task(task_id: str, store: StoreDep, owner: OwnerDep) -> Response:
     return Response(raw, media_type=_JSON)
 
 
-@router.get("", responses={200: {"model": TaskPage}, 422: {"model": ErrorBody}})
+@router.get("", responses={200: {"model": TaskPage}})
 async def list_tasks(
     store: StoreDep,
     owner: OwnerDep,
@@ -54,7 +54,7 @@ async def list_tasks(
     try:
         after = Cursor.decode(cursor) if cursor else None
     except ValueError:
-        raise HTTPException(422, "invalid cursor") from None
+        raise invalid(("query", "cursor"), "invalid cursor", cursor) from None
     items, next_cursor = await store.list_json(owner=owner or "", state=state, name=name, limit=limit, cursor=after)
     tail = json.dumps(next_cursor.encode() if next_cursor else None).encode()
     return Response(b'{"items":[' + b",".join(items) + b'],"next_cursor":' + tail + b"}", media_type=_JSON)

@@ -16,9 +16,11 @@ import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class TaskCancelled(Exception):
@@ -88,7 +90,7 @@ class TaskRegistry:
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 60.0,
         time_limit: float | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    ) -> Callable[[F], F]:
         """Register `fn(params: Model[, ctx: TaskContext])`; the model comes from the first annotation.
 
         `max_attempts` > 1 retries a failed attempt after an exponential, jittered backoff and lets the
@@ -97,7 +99,7 @@ class TaskRegistry:
         if max_attempts < 1 or retry_backoff < 0 or (time_limit is not None and time_limit <= 0):
             raise ValueError("max_attempts must be >= 1, retry_backoff >= 0 and time_limit > 0")
 
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def register(fn: F) -> F:
             spec = replace(
                 _spec_for(name or fn.__name__, fn),
                 max_attempts=max_attempts,

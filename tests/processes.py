@@ -52,6 +52,11 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def kill_group(self) -> None:
+        """SIGKILL the process and all its children at once, as a crash or an OOM kill would."""
+        os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.alive():
             self.popen.send_signal(sig)
@@ -73,7 +78,10 @@ def spawn(name: str, argv: list[str], env: Mapping[str, str] | None = None) -> P
     log_path = Path(tempfile.mkdtemp(prefix=f"bgt-{name}-")) / "output.log"
     full_env = {**clean_environ(), "PYTHONPATH": str(ROOT), **(env or {})}
     with log_path.open("wb") as out:
-        popen = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        # Its own session, so a test can signal the whole process group (a worker and its pool children).
+        popen = subprocess.Popen(
+            argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Proc(name, popen, log_path)
 
 
@@ -84,15 +92,23 @@ def redis_server_binary() -> str:
     return found
 
 
-def start_redis(port: int | None = None) -> Proc:
-    """A private, disposable redis-server (no persistence) that tests may flush, stop or kill."""
+def start_redis(port: int | None = None, *, data_dir: Path | None = None, password: str | None = None) -> Proc:
+    """A private redis-server that tests may flush, stop or kill; with `data_dir` it keeps an AOF there."""
     port = port or free_port()
-    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    if data_dir is None:
+        argv += ["--appendonly", "no"]
+    else:
+        argv += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(data_dir)]
+    if password:
+        argv += ["--requirepass", password]
     proc = spawn("redis", argv)
-    proc.extra["url"] = f"redis://127.0.0.1:{port}"
+    proc.extra["url"] = f"redis://:{password}@127.0.0.1:{port}" if password else f"redis://127.0.0.1:{port}"
     proc.extra["port"] = port
 
     def answers() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"redis-server exited:\n{proc.log()}")
         with socket.socket() as sock:
             sock.settimeout(0.2)
             return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -101,10 +117,12 @@ def start_redis(port: int | None = None) -> Proc:
     return proc
 
 
-def start_api(env: Mapping[str, str], *, workers: int = 1) -> Proc:
+def start_api(
+    env: Mapping[str, str], *, workers: int = 1, extra_args: tuple[str, ...] = (), log_level: str = "warning"
+) -> Proc:
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port), "--workers", str(workers)]
-    proc = spawn("api", [*argv, "--log-level", "warning"], env)
+    proc = spawn("api", [*argv, "--log-level", log_level, *extra_args], env)
     url = f"http://127.0.0.1:{port}"
     proc.extra["url"] = url
 

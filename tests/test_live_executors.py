@@ -22,7 +22,11 @@ LIVE_DB = 2
 
 @pytest.fixture(scope="module")
 def live_env(redis_server: Proc) -> dict[str, str]:
-    return {"REDIS_URL": f"{redis_server.extra['url']}/{LIVE_DB}", "PROGRESS_INTERVAL": "0.2"}
+    return {
+        "REDIS_URL": f"{redis_server.extra['url']}/{LIVE_DB}",
+        "PROGRESS_INTERVAL": "0.2",
+        "TASK_MODULES": "shared.builtin_tasks,tests.chaos_tasks",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +187,41 @@ def test_either_api_reads_and_cancels_what_the_other_started(background_api: str
 def test_health_reports_each_executor(api: tuple[str, str]) -> None:
     executor, base = api
     assert httpx.get(f"{base}/health").json() == {"status": "ok", "executor": executor, "redis": True}
+
+
+def test_a_failing_attempt_is_retried_the_same_way_by_both_executors(api: tuple[str, str]) -> None:
+    _, base = api
+    done = wait_finished(base, submit(base, "flaky", {"succeed_on": 2})["id"])
+    assert (done["state"], done["result"], done["attempts"]) == ("succeeded", {"attempt": 2}, 2)
+    assert [(e["attempt"], e["error"]) for e in done["attempt_errors"]] == [(1, "ConnectionError: attempt 1 failed")]
+    exhausted = wait_finished(base, submit(base, "flaky", {"succeed_on": 5})["id"])
+    assert (exhausted["state"], exhausted["attempts"]) == ("failed", 3)
+    assert exhausted["error"] == "ConnectionError: attempt 3 failed"
+    assert [e["attempt"] for e in exhausted["attempt_errors"]] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["overrun", "overrun_sync"])
+def test_a_time_limit_is_enforced_the_same_way_by_both_executors(api: tuple[str, str], name: str) -> None:
+    _, base = api
+    done = wait_finished(base, submit(base, name)["id"])
+    assert (done["state"], done["error"]) == ("failed", "TimeLimitExceeded: attempt 1 ran longer than 0.5 s")
+
+
+def test_concurrent_requests_with_one_idempotency_key_create_one_task(background_api: str, celery_api: str) -> None:
+    """Two API processes, one key: exactly one task, however the requests interleave."""
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            headers = {"Idempotency-Key": f"burst-{id(client)}"}
+            return await asyncio.gather(
+                *(
+                    client.post(f"{base}/tasks/noop", json={"value": "once"}, headers=headers)
+                    for base in [background_api, celery_api] * 10
+                )
+            )
+
+    replies = asyncio.run(burst())
+    assert sorted(r.status_code for r in replies) == [200] * 19 + [202]
+    ids = {r.json()["id"] for r in replies}
+    assert len(ids) == 1
+    assert wait_finished(background_api, ids.pop())["state"] == "succeeded"
