@@ -18,9 +18,9 @@ class Settings(BaseSettings):
 
     executor: ExecutorName = "background"
     # Unset means the embedded in-memory store (fakeredis): one process, nothing to install.
-    redis_url: str | None = None
+    redis_url: str | None = Field(default=None, repr=False)  # may hold a password
     # Celery's transport; defaults to REDIS_URL so one Redis serves both.
-    celery_broker_url: str | None = None
+    celery_broker_url: str | None = Field(default=None, repr=False)
     result_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     # A running task's progress reaches Redis at most this often (seconds).
     progress_interval: float = Field(default=0.5, gt=0, le=60)
@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     # Seconds a Redis command may take before the API answers 503 instead of hanging.
     redis_timeout: float = Field(default=5.0, gt=0)
     # Empty: no authentication (dev mode). Otherwise the keys accepted in the X-API-Key header.
-    api_keys: Annotated[list[str], NoDecode] = []
+    api_keys: Annotated[list[str], NoDecode] = Field(default=[], repr=False)
     # Browser origins allowed by CORS; empty means no CORS headers at all.
     cors_origins: Annotated[list[str], NoDecode] = []
     # Request bodies larger than this are refused with 413.

@@ -47,3 +47,23 @@ def test_environment_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.task_modules == ["shared.builtin_tasks", "myapp.tasks"]
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://other:6379/0")
     assert load_settings().broker_url == "redis://other:6379/0"
+
+
+def test_a_heartbeat_slower_than_half_the_lease_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEASE_SECONDS", "3")
+    monkeypatch.setenv("HEARTBEAT_INTERVAL", "2")
+    with pytest.raises(SystemExit) as exc:
+        load_settings()
+    assert "HEARTBEAT_INTERVAL must be at most half of LEASE_SECONDS" in str(exc.value.code)
+
+
+def test_security_lists_come_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", "key-one-secret, two")
+    monkeypatch.setenv("REDIS_URL", "redis://:redis-pw-secret@db:6379/0")
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example,https://b.example")
+    settings = load_settings()
+    assert settings.api_keys == ["key-one-secret", "two"]
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    shown = repr(settings) + str(settings)
+    assert "key-one-secret" not in shown  # secrets never reach a settings dump or a log line
+    assert "redis-pw-secret" not in shown

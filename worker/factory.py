@@ -47,7 +47,7 @@ def make_celery(settings: Settings, tasks: TaskRegistry) -> Celery:
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
     )
     for spec in tasks:
-        app.task(name=spec.name, bind=True)(_entry_point(spec.name, settings, tasks))
+        app.task(name=spec.name, bind=True, shared=False)(_entry_point(spec.name, settings, tasks))
     return app
 
 

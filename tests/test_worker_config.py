@@ -1,0 +1,26 @@
+"""Celery's delivery settings match what the service promises: JSON only, late acks, no lost messages."""
+
+from __future__ import annotations
+
+from shared.settings import Settings
+from shared.tasks import TaskRegistry, registry
+from worker.factory import make_celery
+
+
+def test_celery_is_configured_for_at_least_once_delivery_of_json_only() -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", task_time_limit=3600, lease_seconds=30)
+    conf = make_celery(settings, TaskRegistry()).conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.accept_content == ["json"]
+    assert conf.task_serializer == "json"
+    assert conf.result_accept_content == ["json"]
+    assert conf.task_ignore_result is True
+    assert conf.broker_transport_options["visibility_timeout"] > settings.task_time_limit
+
+
+def test_every_registered_task_becomes_a_celery_task() -> None:
+    registry.load(["shared.builtin_tasks"])
+    app = make_celery(Settings(redis_url="redis://127.0.0.1:1/0"), registry)
+    assert {"noop", "sleep", "cpu", "fail"} <= set(app.tasks)
