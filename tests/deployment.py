@@ -36,10 +36,10 @@ def compose_binary() -> Path:
 
 
 def run_compose(
-    *args: str, env: Mapping[str, str] | None = None, file: Path = COMPOSE_FILE
+    *args: str, env: Mapping[str, str] | None = None, file: Path = COMPOSE_FILE, env_file: str = os.devnull
 ) -> subprocess.CompletedProcess[str]:
-    """`docker compose -f FILE ARGS` with exactly `env` to interpolate from: no `.env` file, no stray variables."""
-    argv = [str(compose_binary()), "--project-directory", str(ROOT), "-f", str(file), "--env-file", os.devnull]
+    """`docker compose -f FILE ARGS` interpolating from exactly `env` and `env_file`: no `.env`, no stray variables."""
+    argv = [str(compose_binary()), "--project-directory", str(ROOT), "-f", str(file), "--env-file", env_file]
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **(env or {})}
     return subprocess.run([*argv, *args], env=full_env, capture_output=True, text=True, timeout=60, check=False)
 

@@ -5,18 +5,23 @@ in the file, every variable documented). tests/test_compose_native.py runs what 
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shlex
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from shared.settings import Settings
 from tests.deployment import COMPOSE_FILE, VENV_BIN, compose_config, native_path, raw_config, run_compose
 from tests.processes import ROOT
 
@@ -161,6 +166,20 @@ def test_env_example_documents_every_variable_with_the_files_default() -> None:
     assert {name: documented[name] for name in used} == used
 
 
+def test_env_example_copied_to_env_changes_nothing_for_compose_or_dev_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cp .env.example .env` is safe: Compose gets the defaults, and `scripts/dev` (which reads .env too) still
+    starts in dev mode instead of asking for a Redis."""
+    as_env = run_compose("--profile", "monitoring", "config", "--format", "json", env_file=str(ROOT / ".env.example"))
+    assert as_env.returncode == 0, as_env.stderr
+    assert json.loads(as_env.stdout) == json.loads(
+        run_compose("--profile", "monitoring", "config", "--format", "json").stdout
+    )
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    settings = Settings(_env_file=ROOT / ".env.example")  # type: ignore[call-arg]
+    assert settings == Settings(_env_file=None)  # type: ignore[call-arg]
+
+
 def dockerfile() -> DockerfileParser:
     return DockerfileParser(str(ROOT / "Dockerfile"))
 
@@ -198,6 +217,47 @@ def test_the_dependency_layer_installs_exactly_the_projects_dependencies(tmp_pat
     expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert done.stdout.splitlines() == expected
     assert "--requirement /tmp/requirements.txt" in install
+
+
+def runtime_distributions() -> set[str]:
+    """What pip installs into the image: the project's dependencies and, with their extras, theirs."""
+    pending = [
+        Requirement(text) for text in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    ]
+    seen: set[tuple[str, str]] = set()
+    for req in pending:  # grows while it is walked
+        for extra in ("", *req.extras):
+            if (key := (canonicalize_name(req.name), extra)) in seen:
+                continue
+            seen.add(key)
+            for text in metadata.requires(req.name) or []:
+                dep = Requirement(text)
+                if dep.marker is None or dep.marker.evaluate({"extra": extra}):
+                    pending.append(dep)
+    return {name for name, _ in seen}
+
+
+def third_party_imports() -> set[str]:
+    """Top-level modules that the image's code (api/, shared/, worker/) imports from outside itself."""
+    ours = {"api", "shared", "worker"}
+    found: set[str] = set()
+    for path in (path for package in ours for path in (ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - ours - set(sys.stdlib_module_names) - {"__future__"}
+
+
+def test_the_image_installs_every_package_the_code_imports() -> None:
+    """The native tests run with the dev tools installed too; this catches code needing one the image lacks."""
+    installed = runtime_distributions()
+    providers = metadata.packages_distributions()
+    imported = third_party_imports()
+    assert {"fastapi", "celery", "redis", "fakeredis"} <= imported
+    missing = {module for module in imported if not {canonicalize_name(d) for d in providers[module]} & installed}
+    assert not missing, f"imported by the code but not installed in the image: {sorted(missing)}"
 
 
 def test_the_build_context_holds_only_what_the_image_copies() -> None:
