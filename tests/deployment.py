@@ -25,6 +25,8 @@ from tests.processes import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 VENV_BIN = Path(sys.executable).parent  # where `uvicorn`, `celery` and `python` of the image are found here
+# A value for each variable the file requires (`${VAR:?}`), given to every Compose call unless a test sets it.
+REQUIRED_VARIABLES: dict[str, str] = {}
 
 
 def compose_binary() -> Path:
@@ -40,7 +42,8 @@ def run_compose(
 ) -> subprocess.CompletedProcess[str]:
     """`docker compose -f FILE ARGS` interpolating from exactly `env` and `env_file`: no `.env`, no stray variables."""
     argv = [str(compose_binary()), "--project-directory", str(ROOT), "-f", str(file), "--env-file", env_file]
-    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **(env or {})}
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+    full_env |= REQUIRED_VARIABLES | dict(env or {})
     return subprocess.run([*argv, *args], env=full_env, capture_output=True, text=True, timeout=60, check=False)
 
 
