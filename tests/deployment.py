@@ -26,7 +26,7 @@ from tests.processes import ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 VENV_BIN = Path(sys.executable).parent  # where `uvicorn`, `celery` and `python` of the image are found here
 # A value for each variable the file requires (`${VAR:?}`), given to every Compose call unless a test sets it.
-REQUIRED_VARIABLES: dict[str, str] = {}
+REQUIRED_VARIABLES: dict[str, str] = {"API_KEYS": "compose-test-key"}
 
 
 def compose_binary() -> Path:

@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from tests.deployment import (
+    REQUIRED_VARIABLES,
     compose_config,
     healthcheck_passes,
     local_healthcheck,
@@ -40,6 +41,7 @@ PASSWORD = secrets.token_hex(16)
 # What an operator would put in .env: a Redis password, 2 API processes, 2 task slots per worker.
 OPERATOR_ENV = {"REDIS_PASSWORD": PASSWORD, "API_WORKERS": "2", "WORKER_CONCURRENCY": "2"}
 REPLICAS = ("replica-1", "replica-2")  # the host names Docker would give two `worker` containers
+AUTH = {"X-API-Key": REQUIRED_VARIABLES["API_KEYS"]}  # the compose file turns authentication on
 
 
 @dataclass
@@ -157,8 +159,8 @@ def test_the_api_and_workers_run_from_the_compose_file(deployment: Deployment) -
 
 def test_100_tasks_submitted_through_the_api_all_succeed_on_both_workers(deployment: Deployment) -> None:
     base = deployment.base
-    ids = [submit(base, "sleep", {"seconds": 0.1})["id"] for _ in range(100)]
-    records = [wait_finished(base, task_id, timeout=120) for task_id in ids]
+    ids = [submit(base, "sleep", {"seconds": 0.1}, headers=AUTH)["id"] for _ in range(100)]
+    records = [wait_finished(base, task_id, timeout=120, headers=AUTH) for task_id in ids]
     assert [rec["state"] for rec in records] == ["succeeded"] * 100
     assert all(rec["result"] == {"slept": 0.1} and rec["executor"] == "celery" for rec in records)
     ran_on = [node_and_pid(rec) for rec in records]
@@ -174,7 +176,7 @@ def _connect(base: str) -> http.client.HTTPConnection:
 
 
 def _request(conn: http.client.HTTPConnection, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
-    headers = {"content-type": "application/json"} if body is not None else {}
+    headers = {**AUTH, "content-type": "application/json"} if body is not None else dict(AUTH)
     conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
     resp = conn.getresponse()
     return resp.status, resp.read()
@@ -266,12 +268,14 @@ def test_flower_answers_only_with_its_password(redis_server: Proc) -> None:
 def test_a_worker_stopped_with_sigterm_loses_nothing(deployment: Deployment) -> None:
     """Docker stops a container with SIGTERM; Celery then finishes what it runs and hands back what it holds."""
     base = deployment.base
-    ids = [submit(base, "sleep", {"seconds": 3})["id"] for _ in range(8)]  # more than the 4 slots of both workers
+    ids = [
+        submit(base, "sleep", {"seconds": 3}, headers=AUTH)["id"] for _ in range(8)
+    ]  # more than the 4 slots of both workers
     victim, survivor = sorted(deployment.workers)
     caught: list[str] = []
 
     def victim_is_running_one() -> bool:
-        records = [get(base, task_id) for task_id in ids]
+        records = [get(base, task_id, headers=AUTH) for task_id in ids]
         caught[:] = [r["id"] for r in records if r["state"] == "running" and node_and_pid(r)[0] == victim]
         return bool(caught)
 
@@ -281,10 +285,12 @@ def test_a_worker_stopped_with_sigterm_loses_nothing(deployment: Deployment) -> 
     grace = _seconds(deployment.service("worker")["stop_grace_period"])
     assert stopped.popen.wait(min(grace, 90)) == 0, stopped.log()  # it exited by itself, before Docker's SIGKILL
 
-    records = {task_id: wait_finished(base, task_id, timeout=60) for task_id in ids}
+    records = {task_id: wait_finished(base, task_id, timeout=60, headers=AUTH) for task_id in ids}
     assert [rec["state"] for rec in records.values()] == ["succeeded"] * len(ids)
     assert all(rec["result"] == {"slept": 3} for rec in records.values())
-    after = [wait_finished(base, submit(base, "noop", {"value": i})["id"]) for i in range(4)]
+    after = [
+        wait_finished(base, submit(base, "noop", {"value": i}, headers=AUTH)["id"], headers=AUTH) for i in range(4)
+    ]
     assert [(rec["state"], node_and_pid(rec)[0]) for rec in after] == [("succeeded", survivor)] * 4
 
 
