@@ -43,6 +43,7 @@ async def sleep(params: SleepParams, ctx: TaskContext) -> dict[str, float]:
         done = params.seconds - remaining
         ctx.progress(done / params.seconds, f"{done:.1f} of {params.seconds:g} s")
         await asyncio.sleep(min(_SLEEP_STEP, remaining))
+    ctx.progress(1.0, f"slept {params.seconds:g} s")
     return {"slept": params.seconds}
 
 

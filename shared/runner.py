@@ -7,14 +7,14 @@ import asyncio
 import logging
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
 from pydantic_core import PydanticSerializationError, to_json
 from redis.exceptions import RedisError
 
-from shared.store import ProgressReply, StatusStore
+from shared.store import ProgressReply, StatusStore, dump_json
 from shared.tasks import TaskCancelled, TaskContext, TaskRegistry, TaskSpec, UnknownTask
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class Outcome:
     state: str
     result_json: str = "null"
     error: str | None = None
+    message_json: str = ""  # the task's last message, as JSON; '' leaves the stored one
 
 
 class Runner:
@@ -104,7 +105,7 @@ class Runner:
             ctx.request_stop()
             work.cancel()
             return Outcome("failed", error=f"TimeLimitExceeded: attempt {attempt} ran longer than {limit:g} s")
-        return _outcome_of(work)
+        return replace(_outcome_of(work), message_json=dump_json(ctx.message))
 
     async def _call(self, spec: TaskSpec, params_json: str, ctx: TaskContext) -> Any:
         params = spec.params_model.model_validate_json(params_json)
@@ -151,6 +152,7 @@ class Runner:
                     result_json=outcome.result_json,
                     error=outcome.error,
                     progress=progress,
+                    message_json=outcome.message_json,
                 )
                 log.info("task %s %s%s", task_id, outcome.state, "" if stored else " (not stored: no longer ours)")
                 return

@@ -89,6 +89,7 @@ elseif cur[1] ~= '"running"' or cur[2] ~= ARGV[2] then
 end
 local fields = {'state', ARGV[3], 'result', ARGV[4], 'error', ARGV[5], 'finished_at', ARGV[6]}
 if ARGV[7] ~= '' then table.insert(fields, 'progress'); table.insert(fields, ARGV[7]) end
+if ARGV[10] ~= '' then table.insert(fields, 'message'); table.insert(fields, ARGV[10]) end
 if ARGV[9] == '1' then
   table.insert(fields, 'attempt_errors'); table.insert(fields, with_error(cur[3], cur[2], ARGV[5], ARGV[6]))
 end
@@ -352,8 +353,12 @@ class StatusStore:
         result_json: str = "null",
         error: str | None = None,
         progress: float | None = None,
+        message_json: str = "",
     ) -> bool:
-        """End attempt `attempt` (None: a task that never started) in a terminal state; False if not ours."""
+        """End attempt `attempt` (None: a task that never started) in a terminal state; False if not ours.
+
+        `message_json` is the task's last message as JSON ('' keeps the stored one).
+        """
         args: list[EncodableT] = [
             task_id,
             "" if attempt is None else attempt,
@@ -364,6 +369,7 @@ class StatusStore:
             "" if progress is None else dump_json(progress),
             self.ttl_seconds,
             "1" if error is not None and attempt is not None else "0",
+            message_json,
         ]
         return bool(await self._finish(keys=[task_key(task_id), LEASES], args=args))
 

@@ -71,6 +71,7 @@ def test_a_task_runs_reports_progress_and_succeeds(api: tuple[str, str]) -> None
     assert done["state"] == "succeeded"
     assert done["result"] == {"slept": 1.5}
     assert done["progress"] == 1.0
+    assert done["message"] == "slept 1.5 s"
     assert done["error"] is None
     assert done["created_at"] <= done["started_at"] <= done["finished_at"]
 

@@ -164,6 +164,7 @@ async def test_progress_reaches_the_store_while_the_task_runs(runner: Runner, re
     done = await runner.store.get("t")
     assert done is not None
     assert (done.state, done.result, done.progress) == ("succeeded", "released", 1.0)
+    assert done.message == "held"  # the task's last word, even if it came after the last progress write
 
 
 @pytest.mark.parametrize("name", ["waits_forever", "spins_until_cancelled"])
