@@ -37,16 +37,18 @@ def create_app(
     tasks = tasks or registry.load(settings.task_modules)
     store = store or open_store(settings)
     runner = make_runner(settings, store, tasks, worker=process_name())
+    executor = make_executor(settings, runner)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await store.redis.aclose()
+        await executor.aclose()
 
     app = FastAPI(title="Background tasks", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
-    app.state.executor = make_executor(settings, runner)
+    app.state.executor = executor
     install_error_handlers(app)
     app.include_router(submit_router(tasks))
     app.include_router(tasks_router)

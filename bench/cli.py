@@ -20,6 +20,8 @@ from bench.plan import WORKLOADS, Plan, calibrate_rounds, make_plan
 from bench.probe import Probe
 
 console = Console(stderr=True)
+if not console.is_terminal:
+    console.width = 200  # a log file or CI: do not squeeze the summary tables to 80 columns
 
 
 def _csv(choices: tuple[str, ...]) -> Any:
@@ -38,12 +40,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench",
         description="BackgroundTasks vs Celery, ours vs the apps people write today: one run, one report.",
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run of under a minute (small sizes, one repetition)")
-    parser.add_argument("--workloads", type=_csv(WORKLOADS), default=WORKLOADS, help=f"comma-separated, of {','.join(WORKLOADS)}")
-    parser.add_argument("--systems", type=_csv(tuple(systems.SYSTEMS)), default=tuple(systems.SYSTEMS), help="comma-separated")
-    parser.add_argument("--workers", type=int, default=None, help="Celery pool processes per worker (default: one per core)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run of under a minute (small sizes, one repetition)"
+    )
+    parser.add_argument(
+        "--workloads", type=_csv(WORKLOADS), default=WORKLOADS, help=f"comma-separated, of {','.join(WORKLOADS)}"
+    )
+    parser.add_argument(
+        "--systems", type=_csv(tuple(systems.SYSTEMS)), default=tuple(systems.SYSTEMS), help="comma-separated"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="Celery pool processes per worker (default: one per core)"
+    )
     parser.add_argument("--repeat", type=int, default=None, help="measured repetitions (default 3, --quick 1)")
-    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results/)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results/)"
+    )
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -54,8 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    plan = make_plan(quick=args.quick, workloads=args.workloads, systems=args.systems, workers=args.workers, repeat=args.repeat)
-    results = asyncio.run(run(plan, args.out))
+    plan = make_plan(
+        quick=args.quick, workloads=args.workloads, systems=args.systems, workers=args.workers, repeat=args.repeat
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        results = runner.run(run(plan, args.out))
     paths = report.write_all(results, args.out)
     report.print_summary(results, console)
     console.print(f"\n[bold]Wrote[/] {', '.join(str(p) for p in paths)}  ({results['duration_s']:.0f} s)")
@@ -63,6 +79,15 @@ def main(argv: list[str] | None = None) -> None:
     if failed:
         console.print("[red]Problems:[/] " + "; ".join(failed))
         sys.exit(1)
+
+
+def _loop_factory() -> Any:
+    """uvloop when installed (it comes with uvicorn[standard]): less of the load generator's own overhead."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _order(names: tuple[str, ...], rep: int) -> list[str]:
@@ -73,7 +98,6 @@ def _order(names: tuple[str, ...], rep: int) -> list[str]:
 
 async def run(plan: Plan, out: Path) -> dict[str, Any]:
     started_wall, started = datetime.now(UTC), time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
     log_dir = out / "logs"
     plan.cpu_rounds = calibrate_rounds(plan.sizes.cpu_seconds)
     plan.warmup_cpu_rounds = calibrate_rounds(plan.warmup.cpu_seconds)
@@ -96,8 +120,12 @@ async def run(plan: Plan, out: Path) -> dict[str, Any]:
     counts: dict[str, Any] = {}
     n_steps = len(plan.systems) * (len(plan.workloads) * (plan.repeat + 1) + plan.repeat) + len(plan.systems)
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     )
     try:
         with progress:
@@ -117,7 +145,9 @@ async def run(plan: Plan, out: Path) -> dict[str, Any]:
                         progress.update(step, description=f"{label}: {workload_name} on {name}")
                         result = await driver.run_once(running[name], workload, plan.drive, probe, stats_client)
                         if result["failed"]:
-                            problems.append(f"{name}/{workload_name}: {result['failed']} tasks failed {result['errors']}")
+                            problems.append(
+                                f"{name}/{workload_name}: {result['failed']} tasks failed {result['errors']}"
+                            )
                         if not warmup:
                             runs.append({"system": name, "workload": workload_name, "rep": rep, **result})
                             progress.console.log(_one_line(name, workload_name, rep, result))
@@ -128,8 +158,11 @@ async def run(plan: Plan, out: Path) -> dict[str, Any]:
                 for name in _order(plan.systems, rep):
                     progress.update(step, description=f"{label}: request rates on {name}")
                     measured = await rates.measure(
-                        running[name], gets=plan.rate_gets, posts=plan.rate_posts,
-                        connections=plan.rate_connections, hello=name == "blog",
+                        running[name],
+                        gets=plan.rate_gets,
+                        posts=plan.rate_posts,
+                        connections=plan.rate_connections,
+                        hello=name == "blog",
                     )
                     rate_runs.append({"system": name, "rep": rep, **measured})
                     progress.advance(step)

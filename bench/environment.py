@@ -28,7 +28,7 @@ def _cpu_model() -> str:
 
 
 def describe(running: dict[str, Running], redis_proc: procs.Proc | None, client: redis.Redis) -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)

@@ -69,8 +69,10 @@ async def hammer(url: str, request: bytes, total: int, connections: int) -> Rate
     statuses: Counter[int] = Counter()
     started = time.perf_counter()
     bodies = await asyncio.gather(
-        *(_connection(parts.hostname or "127.0.0.1", parts.port or 80, request, remaining, statuses)
-          for _ in range(connections))
+        *(
+            _connection(parts.hostname or "127.0.0.1", parts.port or 80, request, remaining, statuses)
+            for _ in range(connections)
+        )
     )
     seconds = time.perf_counter() - started
     return RateResult(sum(statuses.values()), seconds, dict(statuses), [body for body in bodies if body])

@@ -56,7 +56,9 @@ class Plan:
             return Workload("noop", sizes.noop, lambda i: {"value": i}, f"{sizes.noop} no-op tasks")
         if name == "sleep":
             seconds = sizes.sleep_seconds
-            return Workload("sleep", sizes.sleep, lambda i: {"seconds": seconds}, f"{sizes.sleep} × sleep {seconds:g} s")
+            return Workload(
+                "sleep", sizes.sleep, lambda i: {"seconds": seconds}, f"{sizes.sleep} × sleep {seconds:g} s"
+            )
         if name in ("cpu", "cpu_async"):
             kind = "`def`" if name == "cpu" else "`async def`"
             return Workload(
@@ -83,7 +85,7 @@ def make_plan(
         warmup = Sizes(noop=10, sleep=2, sleep_seconds=0.02, cpu=1, cpu_seconds=0.01)
         drive = DriveSettings(concurrency=16, poll_interval=0.025, tracked=10, lanes=4, idle_probe=0.3, timeout=60)
         return Plan(True, workloads, systems, workers, reason, repeat or 1, sizes, warmup, drive, 500, 300, 16, 40)
-    sizes = Sizes(noop=1000, sleep=50, sleep_seconds=0.2, cpu=20, cpu_seconds=0.2)
+    sizes = Sizes(noop=800, sleep=50, sleep_seconds=0.2, cpu=20, cpu_seconds=0.15)
     warmup = Sizes(noop=100, sleep=4, sleep_seconds=0.05, cpu=2, cpu_seconds=0.02)
-    drive = DriveSettings(concurrency=16, poll_interval=0.025, tracked=25, lanes=4, idle_probe=0.5, timeout=120)
-    return Plan(False, workloads, systems, workers, reason, repeat or 3, sizes, warmup, drive, 4000, 2000, 32, 200)
+    drive = DriveSettings(concurrency=16, poll_interval=0.025, tracked=25, lanes=4, idle_probe=0.4, timeout=120)
+    return Plan(False, workloads, systems, workers, reason, repeat or 3, sizes, warmup, drive, 3000, 1500, 32, 150)

@@ -6,6 +6,7 @@ under the run's output folder, and is stopped (its whole process tree) when the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -89,10 +90,8 @@ class Proc:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             for proc in reversed(self.tree()):
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
             self.popen.wait(5)
 
 
@@ -111,7 +110,9 @@ def spawn(name: str, argv: list[str], log_dir: Path, env: Mapping[str, str] | No
 def start_redis(log_dir: Path) -> Proc:
     binary = shutil.which("redis-server")
     if not binary:
-        raise SystemExit("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server), or set REDIS_URL")
+        raise SystemExit(
+            "redis-server is not installed (Debian/Ubuntu: apt-get install redis-server), or set REDIS_URL"
+        )
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     proc = spawn("redis", argv, log_dir)

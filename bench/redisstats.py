@@ -49,7 +49,7 @@ class Monitor:
             raise RuntimeError("MONITOR did not start")
 
     def _read(self) -> None:
-        with self._client.monitor() as monitor:
+        with self._client.monitor() as monitor:  # type: ignore[no-untyped-call]
             self._ready.set()
             while True:
                 info = monitor.next_command()

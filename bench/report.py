@@ -39,6 +39,7 @@ METRICS: list[tuple[str, str, str, Getter]] = [
     ("api_cpu_per_task_ms", "API CPU/task", "ms", lambda r: r["api_cpu_per_task_ms"]),
     ("api_peak_rss_mb", "API peak RSS", "MB", lambda r: r["api_peak_rss_mb"]),
     ("worker_cpu_s", "worker CPU", "s", lambda r: r["worker_cpu_s"]),
+    ("client_cpu_share", "load generator CPU / wall", "", lambda r: r["client_cpu_share"]),
 ]
 RATE_KINDS = [("post", "POST /tasks/noop"), ("get_task", "GET /tasks/{id}"), ("hello", "GET /hello (async hello)")]
 
@@ -73,7 +74,13 @@ def assemble(
         mine = [r for r in rate_runs if r["system"] == system]
         rate_summary[system] = {
             kind: spread([r[kind]["rate_per_s"] for r in mine if kind in r]) for kind, _ in RATE_KINDS
-        } | {"post_completed_per_s": spread([r["post"]["completed_per_s"] for r in mine])}
+        } | {
+            "post_completed_per_s": spread([r["post"]["completed_per_s"] for r in mine]),
+            **{
+                f"{kind}_api_cpu_us": spread([r[kind]["api_cpu_us_per_request"] for r in mine if kind in r])
+                for kind, _ in RATE_KINDS
+            },
+        }
     results: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"),
         "duration_s": duration,
@@ -133,14 +140,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             per = counts[name]["per_task"]
             add(
                 f"{name}: status-layer Redis commands per task ≤ 6 (top-level)",
-                per["status_top_level"], 6, at_most=True,
+                per["status_top_level"],
+                6,
+                at_most=True,
                 note=f"{per['status']:.1f} counting the calls inside Lua scripts (INFO commandstats counts those)",
             )
     if "celery" in counts and "template" in counts:
         ours, theirs = counts["celery"]["per_task"], counts["template"]["per_task"]
         add(
             "celery: Redis commands per task in total < template-style (ratio < 1)",
-            ratio(ours["total"], theirs["total"]), 1.0, at_most=True,
+            ratio(ours["total"], theirs["total"]),
+            1.0,
+            at_most=True,
             note=f"{ours['total']:.1f} vs {theirs['total']:.1f} incl. script calls; "
             f"top-level {ours['top_level']:.1f} vs {theirs['top_level']:.1f}",
         )
@@ -148,17 +159,23 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         if name in counts:
             add(
                 f"{name}: GET /tasks/{{id}} = exactly one Redis command",
-                counts[name]["reads_per_get"], 1.0, at_most=True,
+                counts[name]["reads_per_get"],
+                1.0,
+                at_most=True,
             )
             add(
                 f"{name}: GET /tasks/{{id}} rate ≥ 0.5 × async hello",
-                ratio(_median(rates, name, "get_task"), _median(rates, "blog", "hello")), 0.5,
+                ratio(_median(rates, name, "get_task"), _median(rates, "blog", "hello")),
+                0.5,
             )
     for workload in ("cpu", "cpu_async"):
         add(
             f"celery: health p99 during {workload} ≤ 2 × idle p99",
-            ratio(_median(s, workload, "celery", "probe_run_p99_ms"), _median(s, workload, "celery", "probe_idle_p99_ms")),
-            2.0, at_most=True,
+            ratio(
+                _median(s, workload, "celery", "probe_run_p99_ms"), _median(s, workload, "celery", "probe_idle_p99_ms")
+            ),
+            2.0,
+            at_most=True,
         )
     return [t for t in out if t["measured"] is not None]
 
@@ -249,7 +266,8 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
     for ours, base in (("background", "blog"), ("celery", "template")):
         if ours not in systems or base not in systems:
             continue
-        add(f"| `{ours}` / `{base}`: POST rate | {_x(ratio(_median(rates, ours, 'post'), _median(rates, base, 'post')))} |")
+        post = ratio(_median(rates, ours, "post"), _median(rates, base, "post"))
+        add(f"| `{ours}` / `{base}`: POST rate | {_x(post)} |")
         for w in workloads:
             for key, label in (
                 ("throughput_per_s", "throughput"),
@@ -265,8 +283,8 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
     d = st["drive"]
     add(
         f"Each run submits the tasks with {d['concurrency']} POSTs in flight; {d['tracked']} tasks spread over the run "
-        f"are each followed by a client polling every {d['poll_interval'] * 1000:.0f} ms (\"seen by poller\"), the "
-        f"rest are read by {d['lanes']} sweep lanes in submission order. End-to-end \"recorded\" is the finish time "
+        f'are each followed by a client polling every {d["poll_interval"] * 1000:.0f} ms ("seen by poller"), the '
+        f'rest are read by {d["lanes"]} sweep lanes in submission order. End-to-end "recorded" is the finish time '
         "the system stored minus the client's send time; throughput is tasks / makespan (first POST sent → last "
         "recorded finish). Redis commands per task are the `INFO commandstats` delta over the run (everything the "
         "system did, including the client's polling reads and the calls inside Lua scripts, less PINGs and the "
@@ -288,7 +306,7 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
     add(
         f"{r['gets']} GETs and {r['posts']} POSTs per system and repetition over {r['connections']} keep-alive "
         "connections, from a minimal asyncio HTTP/1.1 client (httpx's own cost per request would make the client, "
-        "not the server, the limit on 2 cores). \"completed\" counts the POSTed no-ops until the last one ran.\n"
+        'not the server, the limit on 2 cores). "completed" counts the POSTed no-ops until the last one ran.\n'
     )
     add("| system | POST /tasks/noop (req/s) | completed (tasks/s) | GET /tasks/{id} (req/s) | GET /hello (req/s) |")
     add("|---|---:|---:|---:|---:|")
@@ -298,6 +316,16 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
             f"| `{name}` | {_cell(rs['post'])} | {_cell(rs['post_completed_per_s'])} | {_cell(rs['get_task'])} "
             f"| {_cell(rs['hello'])} |"
         )
+    add("")
+    add(
+        "API CPU per request (µs, the API process's user+system time / requests; less sensitive to whatever else "
+        "runs on the machine than a rate is; a background POST includes running its no-op in the API process):\n"
+    )
+    add("| system | POST /tasks/noop | GET /tasks/{id} | GET /hello |\n|---|---:|---:|---:|")
+    for name in systems:
+        rs = rates[name]
+        cells = [_cell(rs[f"{kind}_api_cpu_us"]) for kind in ("post", "get_task", "hello")]
+        add(f"| `{name}` | " + " | ".join(cells) + " |")
     add("")
 
     if counts:
@@ -323,7 +351,11 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
         ]
         for label, key in rows:
             add(f"| {label} | " + " | ".join(_num(c["per_task"][key], 2) for c in counts.values()) + " |")
-        add("| Redis reads per `GET /tasks/{id}` | " + " | ".join(_num(c["reads_per_get"], 2) for c in counts.values()) + " |")
+        add(
+            "| Redis reads per `GET /tasks/{id}` | "
+            + " | ".join(_num(c["reads_per_get"], 2) for c in counts.values())
+            + " |"
+        )
         add(
             "| check: commandstats delta incl. reads, per task | "
             + " | ".join(_num(c["commandstats_per_task"], 2) for c in counts.values())
@@ -485,7 +517,9 @@ def print_summary(results: dict[str, Any], console: Console) -> None:
     for label in ("system", "POST noop", "GET /tasks/{id}", "GET /hello"):
         table.add_column(label, justify="right")
     for n in systems:
-        table.add_row(n, _num(_median(rates, n, "post")), _num(_median(rates, n, "get_task")), _num(_median(rates, n, "hello")))
+        table.add_row(
+            n, _num(_median(rates, n, "post")), _num(_median(rates, n, "get_task")), _num(_median(rates, n, "hello"))
+        )
     console.print(table)
     table = Table(title="targets (measured, not asserted)")
     for label in ("target", "measured", "met"):

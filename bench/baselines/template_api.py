@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import states
 from celery.result import AsyncResult
 from fastapi import FastAPI
 from pydantic import BaseModel, Field, JsonValue
@@ -48,14 +49,13 @@ def start_cpu(params: CpuIn) -> dict[str, str]:
 
 @app.get("/tasks/{task_id}")
 def get_status(task_id: str) -> dict[str, Any]:
-    result = AsyncResult(task_id, app=celery)
-    done = result.date_done
-    return {
-        "task_id": task_id,
-        "task_status": result.status,
-        "task_result": result.result,
-        "date_done": done.isoformat() if done else None,
-    }
+    result: AsyncResult[Any] = AsyncResult(task_id, app=celery)
+    body: dict[str, Any] = {"task_id": task_id, "task_status": result.status, "task_result": result.result}
+    body["date_done"] = None
+    if body["task_status"] in states.READY_STATES:  # the meta is cached once ready: no further read
+        done = result.date_done
+        body["date_done"] = done.isoformat() if done else None
+    return body
 
 
 @app.get("/health")

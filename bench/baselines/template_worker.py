@@ -1,6 +1,6 @@
 """Template-style, the worker side: a Celery app with Redis as broker and result backend.
 
-    celery -A bench.baselines.template_worker worker
+celery -A bench.baselines.template_worker worker
 """
 
 from __future__ import annotations
