@@ -52,6 +52,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=None, help="Celery pool processes per worker (default: one per core)"
     )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start both Celery workers with `nice -n N` (default 0: same priority as the API)",
+    )
     parser.add_argument("--repeat", type=int, default=None, help="measured repetitions (default 3, --quick 1)")
     parser.add_argument(
         "--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results/)"
@@ -67,7 +74,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     plan = make_plan(
-        quick=args.quick, workloads=args.workloads, systems=args.systems, workers=args.workers, repeat=args.repeat
+        quick=args.quick,
+        workloads=args.workloads,
+        systems=args.systems,
+        workers=args.workers,
+        repeat=args.repeat,
+        worker_nice=args.worker_nice,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -131,7 +143,9 @@ async def run(plan: Plan, out: Path) -> dict[str, Any]:
         with progress:
             step = progress.add_task("starting", total=n_steps)
             for name in plan.systems:
-                running[name] = systems.start(systems.SYSTEMS[name], base, base_db, plan.workers, log_dir)
+                running[name] = systems.start(
+                    systems.SYSTEMS[name], base, base_db, plan.workers, log_dir, nice=plan.worker_nice
+                )
             for system in running.values():
                 procs.wait_http(system.api)
                 progress.update(step, description=f"waiting for {system.spec.name}")

@@ -86,9 +86,25 @@ async def count(system: Running, tasks: int, stats_client: redis.Redis, redis_po
         return "other" if pid is not None else "unknown"
 
     by_role_cmd: Counter[tuple[str, str, str]] = Counter()
+    open_tx: dict[str, tuple[str, str | None]] = {}  # client -> (its role, purpose of its transaction so far)
     for source, name, key in log.entries:
         who = role(source)
-        by_role_cmd[(who, classify(system.spec, who, name, key), name)] += 1
+        if name == "MULTI":  # a transaction belongs to what its commands are for: counted when that is known
+            open_tx[source] = (who, None)
+            continue
+        purpose = classify(system.spec, who, name, key)
+        if source in open_tx:
+            tx_role, tx_purpose = open_tx[source]
+            if tx_purpose is None:
+                tx_purpose = "transport" if name == "EXEC" else purpose
+                by_role_cmd[(tx_role, tx_purpose, "MULTI")] += 1
+                open_tx[source] = (tx_role, tx_purpose)
+            if name in ("EXEC", "DISCARD"):
+                purpose = tx_purpose
+                del open_tx[source]
+        by_role_cmd[(who, purpose, name)] += 1
+    for tx_role, tx_purpose in open_tx.values():  # a MULTI whose commands the monitor did not see
+        by_role_cmd[(tx_role, tx_purpose or "transport", "MULTI")] += 1
 
     def total(*, where: set[str], what: set[str]) -> int:
         return sum(n for (who, cat, _), n in by_role_cmd.items() if who in where and cat in what)

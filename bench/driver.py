@@ -1,7 +1,7 @@
 """One measured run: a workload of N tasks against one system, over HTTP with httpx, with every metric.
 
 Submitters keep `concurrency` POSTs in flight. A sample of tasks is followed by its own polling client
-(every `poll_interval`) to see when a client first learns of the end; every other task is read by sweep
+(every `workload.poll_interval`) to see when a client first learns of the end; every other task is read by sweep
 lanes that walk the tasks in submission order, so the reading costs about one GET per task. Throughput,
 makespan and the recorded end-to-end latency use the finish time each system stores with the task.
 """
@@ -31,12 +31,12 @@ class Workload:
     tasks: int
     params: Callable[[int], dict[str, Any]]
     description: str
+    poll_interval: float  # seconds between two polls of one task, as a client would for tasks this long
 
 
 @dataclass(frozen=True)
 class DriveSettings:
     concurrency: int  # POSTs in flight
-    poll_interval: float  # seconds between polls of one task
     tracked: int  # tasks followed by their own polling client
     lanes: int  # sweep lanes reading the other tasks' outcomes
     idle_probe: float  # seconds of probing before the run, with nothing running
@@ -132,7 +132,7 @@ async def run_once(
 
         async def track(task: _Task) -> None:
             while not await read(task):  # noqa: ASYNC110 (polling over HTTP is what is measured)
-                await asyncio.sleep(settings.poll_interval)
+                await asyncio.sleep(workload.poll_interval)
             task.seen_done = time.perf_counter()
 
         async def submit() -> None:
@@ -158,7 +158,7 @@ async def run_once(
                 if task.task_id is None or task.index in tracked:
                     continue
                 while not await read(task):  # noqa: ASYNC110 (polling over HTTP is what is measured)
-                    await asyncio.sleep(settings.poll_interval)
+                    await asyncio.sleep(workload.poll_interval)
 
         resources = _Resources(system.api.pid)
         workers = _Resources(system.worker.pid) if system.worker else None

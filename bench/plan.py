@@ -37,6 +37,7 @@ class Plan:
     systems: tuple[str, ...]
     workers: int
     workers_reason: str
+    worker_nice: int
     repeat: int
     sizes: Sizes
     warmup: Sizes
@@ -53,11 +54,11 @@ class Plan:
         sizes = self.warmup if warmup else self.sizes
         rounds = self.warmup_cpu_rounds if warmup else self.cpu_rounds
         if name == "noop":
-            return Workload("noop", sizes.noop, lambda i: {"value": i}, f"{sizes.noop} no-op tasks")
+            return Workload("noop", sizes.noop, lambda i: {"value": i}, f"{sizes.noop} no-op tasks", 0.025)
         if name == "sleep":
             seconds = sizes.sleep_seconds
             return Workload(
-                "sleep", sizes.sleep, lambda i: {"seconds": seconds}, f"{sizes.sleep} × sleep {seconds:g} s"
+                "sleep", sizes.sleep, lambda i: {"seconds": seconds}, f"{sizes.sleep} × sleep {seconds:g} s", 0.05
             )
         if name in ("cpu", "cpu_async"):
             kind = "`def`" if name == "cpu" else "`async def`"
@@ -66,12 +67,19 @@ class Plan:
                 sizes.cpu,
                 lambda i: {"rounds": rounds},
                 f"{sizes.cpu} × {rounds:,} sha256 rounds (~{sizes.cpu_seconds:g} s each), a {kind} task",
+                0.1,
             )
         raise ValueError(f"unknown workload {name!r}")
 
 
 def make_plan(
-    *, quick: bool, workloads: tuple[str, ...], systems: tuple[str, ...], workers: int | None, repeat: int | None
+    *,
+    quick: bool,
+    workloads: tuple[str, ...],
+    systems: tuple[str, ...],
+    workers: int | None,
+    repeat: int | None,
+    worker_nice: int = 0,
 ) -> Plan:
     import os
 
@@ -83,9 +91,13 @@ def make_plan(
     if quick:
         sizes = Sizes(noop=100, sleep=20, sleep_seconds=0.1, cpu=4, cpu_seconds=0.05)
         warmup = Sizes(noop=10, sleep=2, sleep_seconds=0.02, cpu=1, cpu_seconds=0.01)
-        drive = DriveSettings(concurrency=16, poll_interval=0.025, tracked=10, lanes=4, idle_probe=0.3, timeout=60)
-        return Plan(True, workloads, systems, workers, reason, repeat or 1, sizes, warmup, drive, 500, 300, 16, 40)
+        drive = DriveSettings(concurrency=16, tracked=10, lanes=4, idle_probe=0.3, timeout=60)
+        return Plan(
+            True, workloads, systems, workers, reason, worker_nice, repeat or 1, sizes, warmup, drive, 500, 300, 16, 40
+        )
     sizes = Sizes(noop=800, sleep=50, sleep_seconds=0.2, cpu=20, cpu_seconds=0.15)
     warmup = Sizes(noop=100, sleep=4, sleep_seconds=0.05, cpu=2, cpu_seconds=0.02)
-    drive = DriveSettings(concurrency=16, poll_interval=0.025, tracked=25, lanes=4, idle_probe=0.4, timeout=120)
-    return Plan(False, workloads, systems, workers, reason, repeat or 3, sizes, warmup, drive, 3000, 1500, 32, 150)
+    drive = DriveSettings(concurrency=16, tracked=25, lanes=4, idle_probe=0.4, timeout=120)
+    return Plan(
+        False, workloads, systems, workers, reason, worker_nice, repeat or 3, sizes, warmup, drive, 3000, 1500, 32, 150
+    )

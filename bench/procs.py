@@ -152,7 +152,10 @@ def wait_http(proc: Proc, path: str = "/health", timeout: float = 30) -> None:
     wait_until(healthy, timeout=timeout, what=f"{proc.name} to answer {path}")
 
 
-def start_celery_worker(name: str, app: str, env: Mapping[str, str], concurrency: int, log_dir: Path) -> Proc:
-    argv = [sys.executable, "-m", "celery", "-A", app, "worker", "--concurrency", str(concurrency)]
+def start_celery_worker(
+    name: str, app: str, env: Mapping[str, str], concurrency: int, log_dir: Path, *, nice: int = 0
+) -> Proc:
+    argv = ["nice", "-n", str(nice)] if nice else []
+    argv += [sys.executable, "-m", "celery", "-A", app, "worker", "--concurrency", str(concurrency)]
     argv += [*CELERY_FLAGS, "--hostname", f"{name}@%h"]
     return spawn(name, argv, log_dir, env)

@@ -146,12 +146,12 @@ class Running:
             self.worker.stop()
 
 
-def start(spec: SystemSpec, redis_base: str, redis_db: int, workers: int, log_dir: Path) -> Running:
+def start(spec: SystemSpec, redis_base: str, redis_db: int, workers: int, log_dir: Path, *, nice: int = 0) -> Running:
     """Spawn the system's processes (without waiting for them: `procs.wait_http` and a first task do that)."""
     env = spec.env(redis_base, redis_db)
     api = procs.start_uvicorn(f"{spec.name}-api", spec.api_app, env, log_dir)
     worker = None
     if spec.worker_app:
-        worker = procs.start_celery_worker(f"{spec.name}-worker", spec.worker_app, env, workers, log_dir)
+        worker = procs.start_celery_worker(f"{spec.name}-worker", spec.worker_app, env, workers, log_dir, nice=nice)
     redis_url = f"{redis_base}/{redis_db + spec.redis_db_offset}" if spec.redis_db_offset is not None else None
     return Running(spec, api, worker, redis_url)
