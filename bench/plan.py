@@ -61,12 +61,12 @@ class Plan:
                 "sleep", sizes.sleep, lambda i: {"seconds": seconds}, f"{sizes.sleep} × sleep {seconds:g} s", 0.05
             )
         if name in ("cpu", "cpu_async"):
-            kind = "`def`" if name == "cpu" else "`async def`"
+            kind = "a `def`" if name == "cpu" else "an `async def`"
             return Workload(
                 name,
                 sizes.cpu,
                 lambda i: {"rounds": rounds},
-                f"{sizes.cpu} × {rounds:,} sha256 rounds (~{sizes.cpu_seconds:g} s each), a {kind} task",
+                f"{sizes.cpu} × {rounds:,} sha256 rounds (~{sizes.cpu_seconds:g} s each), {kind} task",
                 0.1,
             )
         raise ValueError(f"unknown workload {name!r}")

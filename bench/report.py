@@ -487,11 +487,21 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
     return paths
 
 
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
+
+
 def write_all(results: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     chart_paths = charts(results, out)
     json_path = out / "results.json"
-    json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    json_path.write_text(json.dumps(_rounded(results), indent=1, default=str) + "\n")
     md_path = out / "report.md"
     md_path.write_text(markdown(results, chart_paths))
     return [md_path, json_path, *chart_paths]
@@ -536,3 +546,20 @@ def print_summary(results: dict[str, Any], console: Console) -> None:
     for t in results["targets"]:
         table.add_row(t["target"], _num(t["measured"], 2), "yes" if t["met"] else "[red]no[/]")
     console.print(table)
+
+
+def main() -> None:
+    """`python -m bench.report DIR`: write report.md and the charts again from DIR/results.json."""
+    import sys
+
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m bench.report DIR  (a folder holding results.json)")
+    out = Path(sys.argv[1])
+    results = json.loads((out / "results.json").read_text())
+    results["targets"] = targets(results)
+    for path in write_all(results, out):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -77,8 +77,10 @@ def test_every_task_ran_and_was_seen(quick_run: tuple[Path, dict[str, Any], str]
         assert run["probe_run"]["errors"] == 0, where
         # a task cannot end before it was submitted, nor be seen before it ended
         assert run["e2e_recorded"]["p50_ms"] > 0
-        uses_redis = SYSTEMS[run["system"]].redis_db_offset is not None
-        assert (run["redis"]["commands_per_task"] > 1) == uses_redis, run["redis"]
+        if SYSTEMS[run["system"]].redis_db_offset is not None:
+            assert run["redis"]["commands_per_task"] > 1, where
+        elif run["workload"] == "noop":  # only other systems' idle workers touch Redis meanwhile: noise per task
+            assert run["redis"]["commands_per_task"] < 1, (where, run["redis"])
 
 
 @pytest.mark.timeout(300)
