@@ -64,13 +64,16 @@ class CeleryExecutor:
         self.app = app
         self.broker = broker
         self._producer: Any = None  # a capturing kombu Producer, made on first use
+        self._producer_lock = anyio.Lock()
 
     async def dispatch(self, task_id: str, name: str, params_json: str, background: BackgroundTasks) -> None:
         if self.broker is None:
             await anyio.to_thread.run_sync(partial(self.app.send_task, name, args=[params_json], task_id=task_id))
             return
         if self._producer is None:
-            self._producer = await anyio.to_thread.run_sync(self._make_producer)
+            async with self._producer_lock:
+                if self._producer is None:
+                    self._producer = await anyio.to_thread.run_sync(self._make_producer)
         commands = self._producer.capture(partial(self.app.send_task, name, args=[params_json], task_id=task_id))
         if len(commands) == 1:
             command, args = commands[0]
