@@ -165,6 +165,18 @@ def _capturing_producer_class() -> type[Producer]:
     return CapturingProducer
 
 
+def _can_capture(app: Celery) -> bool:
+    """A plain `redis://` broker, and a kombu whose Redis channel hands publish batches their commands."""
+    from kombu.transport import redis as kombu_redis
+
+    options = app.conf.broker_transport_options or {}
+    return (
+        str(app.conf.broker_url).startswith("redis://")
+        and not options.get("global_keyprefix")  # kombu's client would add it to every key
+        and hasattr(kombu_redis.Channel, "create_publish_batch")  # kombu >= 5.7
+    )
+
+
 def make_executor(settings: Settings, runner: Runner) -> Executor:
     if settings.executor == "celery":
         from redis.asyncio import Redis
@@ -172,8 +184,6 @@ def make_executor(settings: Settings, runner: Runner) -> Executor:
         from worker.factory import make_celery  # only a Celery deployment imports Celery
 
         app = make_celery(settings, runner.registry)
-        options = app.conf.broker_transport_options or {}
-        plain_redis = str(settings.broker_url).startswith("redis://") and not options.get("global_keyprefix")
-        broker = Redis.from_url(str(settings.broker_url), health_check_interval=30) if plain_redis else None
+        broker = Redis.from_url(str(settings.broker_url), health_check_interval=30) if _can_capture(app) else None
         return CeleryExecutor(app, broker)
     return BackgroundExecutor(runner)
