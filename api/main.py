@@ -56,6 +56,7 @@ def create_app(
             await sweeping
         await runner.drain(_DRAIN_SECONDS)
         await store.redis.aclose()
+        await executor.aclose()
 
     app = FastAPI(title="Background tasks", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings

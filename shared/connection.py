@@ -6,6 +6,9 @@ import os
 import socket
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
 from shared.runner import Runner
 from shared.settings import Settings
@@ -14,14 +17,22 @@ from shared.sweeper import Requeuer, Sweeper
 from shared.tasks import TaskRegistry
 
 
+def redis_client(url: str, settings: Settings) -> Redis:
+    """A client that answers within REDIS_TIMEOUT and, after Redis restarts, reconnects on the next command
+    (its pooled connections are dead then; two quick retries replace them instead of failing a request)."""
+    return Redis.from_url(
+        url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        retry_on_error=[ConnectionError, TimeoutError],
+    )
+
+
 def open_redis(settings: Settings) -> Redis:
     if settings.redis_url:
-        return Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-            health_check_interval=30,
-        )
+        return redis_client(settings.redis_url, settings)
     import fakeredis  # the embedded dev mode only; imported late so production never needs it
 
     return fakeredis.FakeAsyncRedis()

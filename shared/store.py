@@ -35,10 +35,10 @@ local function with_error(list, attempt, err, at)
 end
 """
 
-# A new queued record, unless its Idempotency-Key (KEYS[1], '' for none) already names a task.
+# A new queued record, unless its Idempotency-Key (KEYS[4], '' for none) already names a task.
 _CREATE = """
-if KEYS[1] ~= '' then
-  local known = redis.call('HMGET', KEYS[1], 'id', 'fingerprint')
+if KEYS[4] ~= '' then
+  local known = redis.call('HMGET', KEYS[4], 'id', 'fingerprint')
   if known[1] then
     local fields = redis.call('HGETALL', ARGV[6] .. known[1])
     if #fields > 0 then
@@ -46,12 +46,12 @@ if KEYS[1] ~= '' then
       return {'existing', fields}
     end
   end
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fingerprint', ARGV[2])
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('HSET', KEYS[4], 'id', ARGV[1], 'fingerprint', ARGV[2])
+  redis.call('EXPIRE', KEYS[4], ARGV[3])
 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 7))
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1]) end
 return {'created'}
 """
 
@@ -307,7 +307,7 @@ class StatusStore:
             task_key(""),
         ]
         flat: list[EncodableT] = [part for pair in fields.items() for part in pair]
-        keys = [idem_key, task_key(task_id), index_key(owner), LEASES]
+        keys = [task_key(task_id), index_key(owner), LEASES, idem_key]
         reply = await self._create(keys=keys, args=head + flat)
         outcome = reply[0].decode()
         if outcome == "conflict":
