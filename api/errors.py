@@ -18,6 +18,7 @@ class ErrorBody(BaseModel):
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("%s %s: Redis unavailable: %s", request.method, request.url.path, exc)
+    request.app.state.metrics.redis_error("api")
     return JSONResponse({"detail": "the status store (Redis) is unavailable; try again"}, status_code=503)
 
 

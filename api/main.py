@@ -7,16 +7,22 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from api.deps import ExecutorDep, StoreDep
+from api.deps import ExecutorDep, MetricsDep, StoreDep
 from api.errors import install_error_handlers
 from api.executors import make_executor
+from api.hub import EventHub
+from api.metrics import Metrics
+from api.routes_events import router as events_router
 from api.routes_submit import submit_router
 from api.routes_tasks import router as tasks_router
+from api.routes_ui import ui_router
 from shared.connection import make_runner, open_store, process_name
+from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 from shared.store import StatusStore
 from shared.tasks import TaskRegistry, registry
@@ -37,19 +43,31 @@ def create_app(
     tasks = tasks or registry.load(settings.task_modules)
     store = store or open_store(settings)
     runner = make_runner(settings, store, tasks, worker=process_name())
+    configure_logging(settings)
+    metrics = Metrics(settings.executor)
+    hub = EventHub(store.redis, on_event=metrics.observe, on_error=lambda: metrics.redis_error("events"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await hub.start()  # metrics count from now; waiters would start it anyway
+        except RedisError as exc:
+            log.warning("event stream not followed yet, Redis unavailable: %s", exc)
         yield
+        await hub.close()
         await store.redis.aclose()
 
     app = FastAPI(title="Background tasks", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
     app.state.executor = make_executor(settings, runner)
+    app.state.hub = hub
+    app.state.metrics = metrics
     install_error_handlers(app)
+    app.include_router(events_router)
     app.include_router(submit_router(tasks))
     app.include_router(tasks_router)
+    app.include_router(ui_router(tasks))
 
     @app.get("/health", tags=["service"])
     async def health(store: StoreDep, executor: ExecutorDep) -> Health:
@@ -59,6 +77,11 @@ def create_app(
         except (RedisError, TimeoutError, OSError):
             redis_ok = False
         return Health(status="ok" if redis_ok else "degraded", executor=executor.name, redis=redis_ok)
+
+    @app.get("/metrics", tags=["service"], response_class=Response)
+    async def prometheus_metrics(metrics: MetricsDep) -> Response:
+        """Prometheus text format: tasks by state, queue wait, run and end-to-end times, Redis errors."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

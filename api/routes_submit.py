@@ -11,8 +11,9 @@ from uuid import uuid4
 
 from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Response
 
-from api.deps import ExecutorDep, StoreDep
+from api.deps import ExecutorDep, SettingsDep, StoreDep, retry_after
 from api.errors import ErrorBody
+from shared.logs import current_task_id
 from shared.record import TaskRecord
 from shared.tasks import TaskRegistry, TaskSpec
 
@@ -46,11 +47,13 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
     async def submit(
         store: StoreDep,
         executor: ExecutorDep,
+        settings: SettingsDep,
         background: BackgroundTasks,
         params: model = Body(... if required else None),  # type: ignore[valid-type]
     ) -> Response:
         params_json = (params if params is not None else model()).model_dump_json()
         task_id = str(uuid4())
+        current_task_id.set(task_id)  # log lines from here on, and the in-process run, name the task
         raw = await store.create(task_id, spec.name, params_json, executor.name)
         try:
             await executor.dispatch(task_id, spec.name, params_json, background)
@@ -58,7 +61,8 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
             log.exception("task %s could not be dispatched", task_id)
             await store.finish(task_id, "failed", error=f"DispatchError: {type(exc).__name__}: {exc}")
             raise HTTPException(503, "the task could not be handed to its executor; try again") from None
-        return Response(raw, status_code=202, media_type="application/json", headers={"Location": f"/tasks/{task_id}"})
+        headers = {"Location": f"/tasks/{task_id}", "Retry-After": retry_after(settings)}
+        return Response(raw, status_code=202, media_type="application/json", headers=headers)
 
     return submit
 

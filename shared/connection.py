@@ -22,7 +22,12 @@ def open_redis(settings: Settings) -> Redis:
 
 
 def open_store(settings: Settings) -> StatusStore:
-    return StatusStore(open_redis(settings), ttl_seconds=settings.result_ttl_seconds)
+    return StatusStore(
+        open_redis(settings),
+        ttl_seconds=settings.result_ttl_seconds,
+        task_events_maxlen=settings.task_events_maxlen,
+        events_maxlen=settings.events_maxlen,
+    )
 
 
 def process_name(prefix: str | None = None) -> str:

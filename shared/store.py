@@ -3,6 +3,8 @@
 Each hash field holds the JSON encoding of that record field, so a read is one `HGETALL` and the API
 answers with the stored fragments joined together, without decoding and re-encoding the record.
 Two private fields ride along: `cancel` (a stop was asked for) and `heartbeat_at` (epoch seconds).
+Every transition also emits an event (see `shared/events.py`): each script starts with the `bgt_emit`
+fragment and calls it once its change is made.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.typing import EncodableT
 
+from shared.events import add_created, emit_lua, first_history
 from shared.keys import INDEX, task_key
 from shared.record import RECORD_FIELDS, TaskRecord, json_time, utc_now
 
@@ -30,14 +33,17 @@ local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts')
 if cur[1] ~= '"queued"' then return cur[1] end
 redis.call('HSET', KEYS[1], 'state', '"running"', 'started_at', ARGV[1], 'heartbeat_at', ARGV[2],
            'worker', ARGV[3], 'attempts', tostring(tonumber(cur[2]) + 1))
+bgt_emit(KEYS[1], 'state', ARGV[1], false)
 return 1
 """
 
 # Progress and heartbeat of a running task. Replies 0 (go on), 1 (stop was asked) or 2 (no longer running).
+# A write that changes neither progress nor message is a heartbeat only, and emits no event.
 _PROGRESS = """
-local cur = redis.call('HMGET', KEYS[1], 'state', 'cancel')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'progress', 'message')
 if cur[1] ~= '"running"' then return 2 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'message', ARGV[2], 'heartbeat_at', ARGV[3])
+if cur[3] ~= ARGV[1] or cur[4] ~= ARGV[2] then bgt_emit(KEYS[1], 'progress', false, false) end
 if cur[2] then return 1 end
 return 0
 """
@@ -52,6 +58,7 @@ if ARGV[5] ~= '' then
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[6])
+bgt_emit(KEYS[1], 'state', ARGV[4], ARGV[6])
 return 1
 """
 
@@ -63,6 +70,7 @@ local outcome = 'finished'
 if state == '"queued"' then
   redis.call('HSET', KEYS[1], 'state', '"cancelled"', 'finished_at', ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
+  bgt_emit(KEYS[1], 'state', ARGV[1], ARGV[2])
   outcome = 'cancelled'
 elseif state == '"running"' then
   redis.call('HSET', KEYS[1], 'cancel', '1')
@@ -119,13 +127,17 @@ def _pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
 class StatusStore:
     """Task records in Redis. The API, the runner and every executor go through this class only."""
 
-    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+    def __init__(
+        self, redis: Redis, *, ttl_seconds: int, task_events_maxlen: int = 1_000, events_maxlen: int = 10_000
+    ) -> None:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
-        self._start = redis.register_script(_START)
-        self._progress = redis.register_script(_PROGRESS)
-        self._finish = redis.register_script(_FINISH)
-        self._cancel = redis.register_script(_CANCEL)
+        self.events_maxlen = {"task_maxlen": task_events_maxlen, "all_maxlen": events_maxlen}
+        emit = emit_lua(**self.events_maxlen)
+        self._start = redis.register_script(emit + _START)
+        self._progress = redis.register_script(emit + _PROGRESS)
+        self._finish = redis.register_script(emit + _FINISH)
+        self._cancel = redis.register_script(emit + _CANCEL)
 
     async def create(
         self, task_id: str, name: str, params_json: str, executor: str, *, now: datetime | None = None
@@ -147,10 +159,12 @@ class StatusStore:
             "created_at": json_time(moment),
             "started_at": "null",
             "finished_at": "null",
+            "history": first_history(json_time(moment)),
         }
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(task_key(task_id), mapping=cast(dict[EncodableT, EncodableT], fields))
             pipe.zadd(INDEX, {task_id: int(moment.timestamp() * 1_000_000)})
+            add_created(pipe, task_id, fields, **self.events_maxlen)
             await pipe.execute()
         return record_json({k.encode(): v.encode() for k, v in fields.items()})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared.logs import configure_logging
 from shared.settings import get_settings
 from shared.tasks import registry
 from worker.factory import make_celery
@@ -9,4 +10,5 @@ from worker.factory import make_celery
 settings = get_settings()
 if not settings.redis_url:
     raise SystemExit("configuration error: REDIS_URL: the Celery worker needs the Redis the API uses")
+configure_logging(settings)  # before the worker sets up logging, which then leaves the root logger to us
 app = make_celery(settings, registry.load(settings.task_modules))

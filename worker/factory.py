@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery, Task
 
 from shared.connection import make_runner, open_store, process_name
+from shared.logs import task_logging
 from shared.runner import Runner
 from shared.settings import Settings
 from shared.tasks import TaskRegistry
@@ -52,7 +53,9 @@ def _entry_point(name: str, settings: Settings, tasks: TaskRegistry) -> Callable
             _runtime.loop = asyncio.Runner()
             node = process_name(self.request.hostname)
             _runtime.runner = make_runner(settings, open_store(settings), tasks, worker=node)
-        _runtime.loop.run(_runtime.runner.run(str(self.request.id), name, params_json))
+        task_id = str(self.request.id)
+        with task_logging(task_id):  # the loop's task copies this context, so every line names the task
+            _runtime.loop.run(_runtime.runner.run(task_id, name, params_json))
 
     run.__name__ = name
     return run
