@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -81,6 +81,7 @@ class EventHub:
         self._subscriptions: set[Subscription] = set()
         self._reader: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
+        self._closed = False
 
     async def start(self) -> None:
         """Start reading (once); a waiter registered after this returns misses no later event."""
@@ -90,10 +91,10 @@ class EventHub:
                 self._reader = asyncio.create_task(self._read_from(position), name="bgt-event-hub")
 
     async def close(self) -> None:
+        self._closed = True  # a cancellation lost inside the client still ends the loop after one read
         if self._reader is not None:
             self._reader.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._reader
+            await asyncio.wait([self._reader], timeout=1)  # a read cut short never holds up a shutdown
             self._reader = None
 
     @asynccontextmanager
@@ -123,7 +124,7 @@ class EventHub:
 
     async def _read_from(self, position: str) -> None:
         failures = 0
-        while True:
+        while not self._closed:
             try:
                 events = await follow_all(self.redis, position, block_ms=_BLOCK_MS)
             except RedisError as exc:
