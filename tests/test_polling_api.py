@@ -11,6 +11,7 @@ from fakeredis import FakeAsyncRedis
 from fastapi import FastAPI
 
 from api.main import create_app
+from shared.feed import read_task_events
 from shared.settings import Settings
 from shared.store import StatusStore
 
@@ -139,7 +140,7 @@ async def test_events_after_the_end_answer_204_so_browsers_stop_reconnecting(
     await store.create("t1", "noop", "{}", "background")
     await store.start("t1", "w:1")
     await store.finish("t1", "succeeded", result_json="1", progress=1.0)
-    last = (await store.redis.xrevrange("bgt:task:t1:events", count=1))[0][0].decode()
+    last = (await read_task_events(store.redis, "t1", None))[-1].id
     resp = await client.get("/tasks/t1/events", headers={"Last-Event-ID": last})
     assert resp.status_code == 204
 
