@@ -37,6 +37,8 @@ class Metrics:
             ["executor", "source"],
             registry=self.registry,
         )
+        for source in ("api", "events"):
+            self.redis_errors.labels(executor, source)  # at 0 from the start, so a rate() has a base
         self._unfinished: OrderedDict[str, tuple[str, str]] = OrderedDict()  # task id -> (executor, state)
 
     def _histogram(self, name: str, doc: str, labels: list[str] | None = None) -> Histogram:

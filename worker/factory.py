@@ -7,6 +7,7 @@ result backend stays off, and only JSON crosses the broker.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -54,8 +55,8 @@ def _entry_point(name: str, settings: Settings, tasks: TaskRegistry) -> Callable
             node = process_name(self.request.hostname)
             _runtime.runner = make_runner(settings, open_store(settings), tasks, worker=node)
         task_id = str(self.request.id)
-        with task_logging(task_id):  # the loop's task copies this context, so every line names the task
-            _runtime.loop.run(_runtime.runner.run(task_id, name, params_json))
+        with task_logging(task_id):  # the run gets a copy of this context (asyncio.Runner would reuse its first)
+            _runtime.loop.run(_runtime.runner.run(task_id, name, params_json), context=contextvars.copy_context())
 
     run.__name__ = name
     return run
