@@ -17,7 +17,7 @@ def owner_of(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def get_owner(request: Request, key: Annotated[str | None, Depends(_api_key)]) -> str | None:
+async def get_owner(request: Request, key: Annotated[str | None, Depends(_api_key)]) -> str | None:
     """None when authentication is off; otherwise the caller's owner id, or 401."""
     keys: list[str] = request.app.state.settings.api_keys
     if not keys:

@@ -6,11 +6,16 @@ cost more than the rest of a `GET /tasks/{id}` (the benchmark's profile, issue 3
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from api.executors import Executor
+from api.hub import EventHub
+from api.metrics import Metrics
+from shared.logs import current_task_id
+from shared.settings import Settings
 from shared.store import StatusStore
 
 
@@ -24,5 +29,35 @@ async def get_executor(request: Request) -> Executor:
     return executor
 
 
+async def get_hub(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.hub
+    return hub
+
+
+async def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+async def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def bind_task_id(request: Request) -> None:
+    """Log lines written while handling a request about one task name it (async: runs in the request's task)."""
+    task_id = request.path_params.get("task_id")
+    if isinstance(task_id, str):
+        current_task_id.set(task_id)
+
+
+def retry_after(settings: Settings) -> str:
+    """Seconds a poller should wait: a record changes at most once a progress interval."""
+    return str(max(1, math.ceil(settings.progress_interval)))
+
+
 StoreDep = Annotated[StatusStore, Depends(get_store)]
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
+HubDep = Annotated[EventHub, Depends(get_hub)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -27,6 +27,7 @@ def json_response(detail: str, status: int) -> JSONResponse:
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("%s %s: Redis unavailable: %s", request.method, request.url.path, type(exc).__name__)
+    request.app.state.metrics.redis_error("api")
     return JSONResponse({"detail": STORE_DOWN}, status_code=503, headers={"Retry-After": "1"})
 
 

@@ -9,6 +9,7 @@ import anyio
 from fastapi import BackgroundTasks
 
 from shared.connection import redis_client
+from shared.logs import task_logging
 from shared.runner import Runner
 from shared.settings import Settings
 from shared.sweeper import Requeuer
@@ -41,7 +42,11 @@ class BackgroundExecutor:
         self.runner = runner
 
     async def dispatch(self, task_id: str, name: str, params_json: str, background: BackgroundTasks) -> None:
-        background.add_task(self.runner.run, task_id, name, params_json)
+        background.add_task(self._run, task_id, name, params_json)
+
+    async def _run(self, task_id: str, name: str, params_json: str) -> None:
+        with task_logging(task_id):
+            await self.runner.run(task_id, name, params_json)
 
     async def revoke(self, task_id: str) -> None:
         """Nothing to do: the runner in this process reads the cancel flag with its next heartbeat."""

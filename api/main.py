@@ -8,18 +8,24 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from api.deps import ExecutorDep, StoreDep
+from api.deps import ExecutorDep, MetricsDep, StoreDep
 from api.errors import install_error_handlers
 from api.executors import make_executor, make_requeuer
+from api.hub import EventHub
 from api.limits import BodySizeLimit
+from api.metrics import Metrics
+from api.routes_events import router as events_router
 from api.routes_submit import submit_router
 from api.routes_tasks import router as tasks_router
+from api.routes_ui import ui_router
 from shared.connection import make_runner, make_sweeper, open_store, process_name
+from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 from shared.store import StatusStore
 from shared.tasks import TaskRegistry, registry
@@ -46,15 +52,23 @@ def create_app(
     runner = make_runner(settings, store, tasks, worker=process_name())
     executor = make_executor(settings, runner)
     sweeper = make_sweeper(settings, store, make_requeuer(settings, executor, runner))
+    configure_logging(settings)
+    metrics = Metrics(settings.executor)
+    hub = EventHub(store.redis, on_event=metrics.observe, on_error=lambda: metrics.redis_error("events"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeping = asyncio.create_task(sweeper.run_forever())
+        try:
+            await hub.start()  # metrics count from now; waiters would start it anyway
+        except RedisError as exc:
+            log.warning("event stream not followed yet, Redis unavailable: %s", type(exc).__name__)
         yield
         sweeping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeping
         await runner.drain(_DRAIN_SECONDS)
+        await hub.close()
         await store.redis.aclose()
         await executor.aclose()
 
@@ -63,6 +77,8 @@ def create_app(
     app.state.store = store
     app.state.executor = executor
     app.state.runner = runner
+    app.state.hub = hub
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
@@ -72,11 +88,13 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_credentials=False,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Content-Type", "X-API-Key", "Idempotency-Key"],
-            expose_headers=["Location"],
+            allow_headers=["Content-Type", "X-API-Key", "Idempotency-Key", "If-None-Match", "Last-Event-ID"],
+            expose_headers=["Location", "ETag", "Retry-After"],
         )
+    app.include_router(events_router)
     app.include_router(submit_router(tasks))
     app.include_router(tasks_router)
+    app.include_router(ui_router(tasks))
 
     @app.get("/health", tags=["service"])
     async def health(store: StoreDep, executor: ExecutorDep) -> Health:
@@ -86,6 +104,11 @@ def create_app(
         except (RedisError, TimeoutError, OSError):
             redis_ok = False
         return Health(status="ok" if redis_ok else "degraded", executor=executor.name, redis=redis_ok)
+
+    @app.get("/metrics", tags=["service"], response_class=Response)
+    async def prometheus_metrics(metrics: MetricsDep) -> Response:
+        """Prometheus text format: tasks by state, queue wait, run and end-to-end times, Redis errors."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

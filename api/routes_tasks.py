@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, Query, Response
 from pydantic import BaseModel
 
 from api.auth import OwnerDep
-from api.deps import ExecutorDep, StoreDep
+from api.deps import ExecutorDep, HubDep, SettingsDep, StoreDep, bind_task_id, retry_after
 from api.errors import STORE_RESPONSES, ErrorBody, invalid
+from api.polling import parse_etags, record_response, wait_for_change
+from shared.feed import read_snapshot
 from shared.record import TaskRecord, TaskState
 from shared.store import CancelOutcome, Cursor
 
 router = APIRouter(
     prefix="/tasks",
     tags=["tasks"],
+    dependencies=[Depends(bind_task_id)],
     responses={401: {"model": ErrorBody, "description": "Missing or invalid API key"}, **STORE_RESPONSES},
 )
 
@@ -32,13 +35,32 @@ def not_found(task_id: str) -> HTTPException:
     return HTTPException(404, f"no task with id {task_id}")
 
 
-@router.get("/{task_id}", responses={200: {"model": TaskRecord}, 404: {"model": ErrorBody}})
-async def get_task(task_id: str, store: StoreDep, owner: OwnerDep) -> Response:
-    """The task's record: one Redis read, sent as stored."""
-    raw = await store.get_json(task_id, owner)
-    if raw is None:
+@router.get(
+    "/{task_id}",
+    responses={
+        200: {"model": TaskRecord, "description": "The record, with its `ETag` (and `Retry-After` until it ends)"},
+        304: {"description": "Unchanged: it still matches `If-None-Match`"},
+        404: {"model": ErrorBody},
+    },
+)
+async def get_task(
+    task_id: str,
+    store: StoreDep,
+    owner: OwnerDep,
+    hub: HubDep,
+    settings: SettingsDep,
+    wait: float = Query(0, ge=0, le=60, description="Hold the request up to this many seconds for a change"),
+    if_none_match: str | None = Header(None),
+) -> Response:
+    """The task's record: one Redis read, sent as stored. With `wait`, answers as soon as it changes."""
+    tags = parse_etags(if_none_match)
+    if wait > 0:
+        snapshot = await wait_for_change(hub, store.redis, task_id, wait, tags, owner)
+    else:
+        snapshot = await read_snapshot(store.redis, task_id)
+    if snapshot is None or not snapshot.visible_to(owner):
         raise not_found(task_id)
-    return Response(raw, media_type=_JSON)
+    return record_response(snapshot, tags, retry_after(settings))
 
 
 @router.get("", responses={200: {"model": TaskPage}})
@@ -70,7 +92,12 @@ async def list_tasks(
     },
 )
 async def cancel_task(
-    task_id: str, store: StoreDep, executor: ExecutorDep, owner: OwnerDep, background: BackgroundTasks
+    task_id: str,
+    store: StoreDep,
+    executor: ExecutorDep,
+    owner: OwnerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
 ) -> Response:
     """Cancel a task: at once if queued, cooperatively if running."""
     reply = await store.cancel(task_id, owner)
@@ -81,4 +108,6 @@ async def cancel_task(
         state = json.loads(raw)["state"]
         raise HTTPException(409, f"task {task_id} already finished ({state})")
     background.add_task(executor.revoke, task_id)
-    return Response(raw, status_code=200 if outcome is CancelOutcome.CANCELLED else 202, media_type=_JSON)
+    if outcome is CancelOutcome.CANCELLED:
+        return Response(raw, status_code=200, media_type=_JSON)
+    return Response(raw, status_code=202, media_type=_JSON, headers={"Retry-After": retry_after(settings)})

@@ -29,7 +29,7 @@ def classify(spec: SystemSpec, role: str, name: str, key: str) -> str:
         return "health"
     if spec.poll_read and role == "api" and name == spec.poll_read[0] and key.startswith(spec.poll_read[1]):
         return "poll"
-    if key.startswith("bgt:"):
+    if key.startswith("bgt:") or name == "XREAD":  # XREAD [COUNT n] [BLOCK ms] STREAMS bgt:events ...
         return "status"
     if key.startswith("celery-task-meta-"):
         return "results"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from shared.tasks import TaskContext, task
 
@@ -13,19 +13,25 @@ _CPU_CHUNK = 20_000  # rounds between progress reports and cancellation checks (
 _SLEEP_STEP = 0.25  # seconds between progress reports, well inside the promised 0.5 s
 
 
-class NoopParams(BaseModel):
+class Params(BaseModel):
+    """Strict: `false` is not 0 seconds and `"5"` is not 5 rounds; a wrong type is a 422, not a guess."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class NoopParams(Params):
     value: JsonValue = None
 
 
-class SleepParams(BaseModel):
+class SleepParams(Params):
     seconds: float = Field(ge=0, le=3600)
 
 
-class CpuParams(BaseModel):
+class CpuParams(Params):
     rounds: int = Field(ge=1, le=100_000_000)
 
 
-class FailParams(BaseModel):
+class FailParams(Params):
     message: str
 
 

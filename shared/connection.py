@@ -40,7 +40,11 @@ def open_redis(settings: Settings) -> Redis:
 
 def open_store(settings: Settings) -> StatusStore:
     return StatusStore(
-        open_redis(settings), ttl_seconds=settings.result_ttl_seconds, lease_seconds=settings.lease_seconds
+        open_redis(settings),
+        ttl_seconds=settings.result_ttl_seconds,
+        lease_seconds=settings.lease_seconds,
+        task_events_maxlen=settings.task_events_maxlen,
+        events_maxlen=settings.events_maxlen,
     )
 
 

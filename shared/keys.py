@@ -6,6 +6,8 @@ PREFIX = "bgt"
 # Sorted set of task ids whose owner must act by the score (epoch seconds): running tasks' heartbeats, and
 # tasks waiting on a process that may die (queued in-process, or re-queued for Celery). The sweeper reads it.
 LEASES = f"{PREFIX}:leases"
+EVENTS = f"{PREFIX}:events"  # stream: a copy of the record after every change of any task (dashboards, wake-ups)
+TASK_EVENTS_SUFFIX = ":events"  # the task's own stream is its record's key plus this (the Lua scripts derive it)
 
 
 def task_key(task_id: str) -> str:
@@ -21,3 +23,8 @@ def index_key(owner: str) -> str:
 def idempotency_key(owner: str, key: str) -> str:
     """The task id (and request fingerprint) an Idempotency-Key maps to."""
     return f"{PREFIX}:idem:{owner}:{key}"
+
+
+def task_events_key(task_id: str) -> str:
+    """The stream of one task's changes, each entry a copy of its record; expires with the record."""
+    return task_key(task_id) + TASK_EVENTS_SUFFIX

@@ -20,6 +20,15 @@ class AttemptError(BaseModel):
     at: datetime
 
 
+class Transition(BaseModel):
+    """One entry of a record's `history`: the state entered, when, on which attempt and worker."""
+
+    state: TaskState
+    at: datetime
+    attempt: int
+    worker: str | None
+
+
 class TaskRecord(BaseModel):
     """One run of a task, as stored in Redis and returned by the API."""
 
@@ -38,6 +47,7 @@ class TaskRecord(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    history: list[Transition] | None  # every state entered, oldest first (null only on records older than it)
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(TaskRecord.model_fields)

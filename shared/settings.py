@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     progress_interval: float = Field(default=0.5, gt=0, le=60)
     # A running task touches its record at least this often, and learns of a cancellation then.
     heartbeat_interval: float = Field(default=2.0, gt=0, le=300)
+    # Events kept in the stream of all task changes (the dashboard's feed), trimmed approximately.
+    events_maxlen: int = Field(default=10_000, ge=100)
+    # Events kept in each task's own stream (what a reconnecting SSE client can still replay).
+    task_events_maxlen: int = Field(default=1_000, ge=10)
+    # Log lines as text or as one JSON object a line; either way a line about a task names its id.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Modules whose import registers tasks (comma-separated in the environment).
     task_modules: Annotated[list[str], NoDecode] = ["shared.builtin_tasks"]
     # A task whose heartbeat is older than this is presumed dead: re-queued (Celery) or marked `lost`.

@@ -4,7 +4,8 @@ Each hash field holds the JSON encoding of that record field, so a read is one `
 answers with the stored fragments joined together, without decoding and re-encoding the record.
 Private fields ride along: `cancel` (a stop was asked for), `owner` (who may see it) and `max_attempts`.
 Transitions that run under a lease also keep the task's deadline in the `LEASES` sorted set, which is
-what the sweeper reads to find tasks whose process died.
+what the sweeper reads to find tasks whose process died. Every change also emits an event (see
+`shared/events.py`): each script starts with the `bgt_emit` fragment and calls it once its change is made.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.typing import EncodableT
 
+from shared.events import emit_lua, first_history
 from shared.keys import LEASES, idempotency_key, index_key, task_key
 from shared.record import RECORD_FIELDS, TaskRecord, json_time, utc_now
 
@@ -52,6 +54,7 @@ end
 redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1]) end
+bgt_emit(KEYS[1], 'state', false, false)
 return {'created'}
 """
 
@@ -63,16 +66,19 @@ if cur[1] ~= '"queued"' then return 0 end
 local attempt = tonumber(cur[2]) + 1
 redis.call('HSET', KEYS[1], 'state', '"running"', 'started_at', ARGV[2], 'worker', ARGV[3], 'attempts', attempt)
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+bgt_emit(KEYS[1], 'state', ARGV[2], false)
 return attempt
 """
 
 # Progress and heartbeat of one attempt. Replies 0 (go on), 1 (stop was asked) or 2 (this attempt no
-# longer owns the task: it ended, or was re-queued after its heartbeat lapsed).
+# longer owns the task: it ended, or was re-queued after its heartbeat lapsed). A write that changes
+# neither progress nor message is a heartbeat only, and emits no event.
 _PROGRESS = """
-local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'cancel')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'cancel', 'progress', 'message')
 if cur[1] ~= '"running"' or cur[2] ~= ARGV[2] then return 2 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[3], 'message', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+if cur[4] ~= ARGV[3] or cur[5] ~= ARGV[4] then bgt_emit(KEYS[1], 'progress', false, false) end
 if cur[3] then return 1 end
 return 0
 """
@@ -96,6 +102,7 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('ZREM', KEYS[2], ARGV[1])
+bgt_emit(KEYS[1], 'state', ARGV[6], ARGV[8])
 return 1
 """
 )
@@ -109,6 +116,7 @@ if cur[1] ~= '"running"' or cur[2] ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'state', '"queued"', 'error', ARGV[3],
            'attempt_errors', with_error(cur[3], cur[2], ARGV[3], ARGV[4]))
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+bgt_emit(KEYS[1], 'state', ARGV[4], false)
 return 1
 """
 )
@@ -122,6 +130,7 @@ if cur[1] == '"queued"' then
   redis.call('HSET', KEYS[1], 'state', '"cancelled"', 'finished_at', ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('ZREM', KEYS[2], ARGV[1])
+  bgt_emit(KEYS[1], 'state', ARGV[2], ARGV[3])
   outcome = 'cancelled'
 elseif cur[1] == '"running"' then
   redis.call('HSET', KEYS[1], 'cancel', '1')
@@ -151,6 +160,7 @@ if cur[2] == '"celery"' and tonumber(cur[3]) < tonumber(cur[4] or '1') then
   if running then errors = with_error(errors, cur[3], ARGV[4], ARGV[7]) end
   redis.call('HSET', KEYS[1], 'state', '"queued"', 'attempt_errors', errors, 'error', ARGV[4])
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  if running then bgt_emit(KEYS[1], 'state', ARGV[7], false) end
   return {'requeue', cur[6], cur[7]}
 end
 local err, errors = ARGV[6], cur[5]
@@ -158,6 +168,7 @@ if running then err = ARGV[5]; errors = with_error(errors, cur[3], err, ARGV[7])
 redis.call('HSET', KEYS[1], 'state', '"lost"', 'error', err, 'attempt_errors', errors, 'finished_at', ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('ZREM', KEYS[2], ARGV[1])
+bgt_emit(KEYS[1], 'state', ARGV[7], ARGV[8])
 return {'lost'}
 """
 )
@@ -243,17 +254,26 @@ class StatusStore:
     `owner` arguments: None means "do not check" (no authentication); a string scopes the call to that owner.
     """
 
-    def __init__(self, redis: Redis, *, ttl_seconds: int, lease_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ttl_seconds: int,
+        lease_seconds: float = 30.0,
+        task_events_maxlen: int = 1_000,
+        events_maxlen: int = 10_000,
+    ) -> None:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
         self.lease_seconds = lease_seconds
-        self._create = redis.register_script(_CREATE)
-        self._start = redis.register_script(_START)
-        self._progress = redis.register_script(_PROGRESS)
-        self._finish = redis.register_script(_FINISH)
-        self._retry = redis.register_script(_RETRY)
-        self._cancel = redis.register_script(_CANCEL)
-        self._expire_lease = redis.register_script(_EXPIRE_LEASE)
+        emit = emit_lua(task_maxlen=task_events_maxlen, all_maxlen=events_maxlen)
+        self._create = redis.register_script(emit + _CREATE)
+        self._start = redis.register_script(emit + _START)
+        self._progress = redis.register_script(emit + _PROGRESS)
+        self._finish = redis.register_script(emit + _FINISH)
+        self._retry = redis.register_script(emit + _RETRY)
+        self._cancel = redis.register_script(emit + _CANCEL)
+        self._expire_lease = redis.register_script(emit + _EXPIRE_LEASE)
         self._release = redis.register_script(_RELEASE)
 
     def _deadline(self, extra: float = 0.0) -> float:
@@ -293,6 +313,7 @@ class StatusStore:
             "created_at": json_time(moment),
             "started_at": "null",
             "finished_at": "null",
+            "history": first_history(json_time(moment)),
             "owner": owner,
             "max_attempts": str(max_attempts),
         }

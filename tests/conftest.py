@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import pytest
 from fakeredis import FakeAsyncRedis
 from redis.asyncio import Redis
 
 from shared.store import StatusStore
-from tests.processes import Proc, start_redis
+from tests.processes import Proc, start_api, start_redis, start_worker
 
 UNIT_DB = 1  # unit tests flush this database of the private server; the live-process tests use others
 
@@ -42,3 +43,46 @@ async def redis_client(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
 @pytest.fixture
 async def store(redis_client: Redis) -> StatusStore:
     return StatusStore(redis_client, ttl_seconds=600)
+
+
+FOLLOW_DB = 3  # the live follow/CLI/dashboard tests (one API per executor and a worker, for the whole session)
+
+
+@dataclass(frozen=True)
+class LiveApi:
+    executor: str
+    url: str
+    proc: Proc
+
+
+@pytest.fixture(scope="session")
+def follow_env(redis_server: Proc) -> dict[str, str]:
+    return {"REDIS_URL": f"{redis_server.extra['url']}/{FOLLOW_DB}", "PROGRESS_INTERVAL": "0.2", "LOG_FORMAT": "json"}
+
+
+@pytest.fixture(scope="session")
+def follow_worker(follow_env: dict[str, str]) -> Iterator[Proc]:
+    proc = start_worker(follow_env, concurrency=2, hostname="f1@%h")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def follow_background(follow_env: dict[str, str]) -> Iterator[LiveApi]:
+    proc = start_api({**follow_env, "EXECUTOR": "background"})
+    yield LiveApi("background", str(proc.extra["url"]), proc)
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def follow_celery(follow_env: dict[str, str], follow_worker: Proc) -> Iterator[LiveApi]:
+    proc = start_api({**follow_env, "EXECUTOR": "celery"})
+    yield LiveApi("celery", str(proc.extra["url"]), proc)
+    proc.stop()
+
+
+@pytest.fixture(params=["background", "celery"])
+def live_api(request: pytest.FixtureRequest) -> LiveApi:
+    """A live API (uvicorn, real Redis) for each executor in turn; the Celery one has a worker."""
+    api: LiveApi = request.getfixturevalue(f"follow_{request.param}")
+    return api

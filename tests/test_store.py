@@ -40,6 +40,7 @@ CONTRACT_FIELDS = {
     "created_at",
     "started_at",
     "finished_at",
+    "history",  # issue 6: the states entered, with when, attempt and worker
 }
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from celery.signals import worker_ready
 
+from shared.logs import configure_logging
 from shared.settings import get_settings
 from shared.tasks import registry
 from worker.factory import make_celery, sweep_in_background
@@ -13,6 +14,7 @@ from worker.factory import make_celery, sweep_in_background
 settings = get_settings()
 if not settings.redis_url:
     raise SystemExit("configuration error: REDIS_URL: the Celery worker needs the Redis the API uses")
+configure_logging(settings)  # before the worker sets up logging, which then leaves the root logger to us
 app = make_celery(settings, registry.load(settings.task_modules))
 
 

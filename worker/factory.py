@@ -8,6 +8,7 @@ re-queued when a worker process dies) and the store's compare-and-set start make
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import anyio
 from celery import Celery, Task
 
 from shared.connection import make_runner, make_sweeper, open_store, process_name
+from shared.logs import task_logging
 from shared.runner import Runner
 from shared.settings import Settings
 from shared.store import Requeue
@@ -79,7 +81,9 @@ def _entry_point(name: str, settings: Settings, tasks: TaskRegistry) -> Callable
             _runtime.loop = asyncio.Runner()
             node = process_name(self.request.hostname)
             _runtime.runner = make_runner(settings, open_store(settings), tasks, worker=node)
-        _runtime.loop.run(_runtime.runner.run(str(self.request.id), name, params_json))
+        task_id = str(self.request.id)
+        with task_logging(task_id):  # the run gets a copy of this context (asyncio.Runner would reuse its first)
+            _runtime.loop.run(_runtime.runner.run(task_id, name, params_json), context=contextvars.copy_context())
 
     run.__name__ = name
     return run

@@ -1,0 +1,85 @@
+"""Prometheus metrics, counted from the all-tasks event stream so they cover both executors and every process.
+
+Each API process follows the same stream, so each reports the same cluster-wide figures since it started
+(aggregate with `max`, not `sum`). Redis errors are the ones this process met.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from shared.events import STATE
+from shared.feed import TaskEvent
+
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
+_TRACKED = 100_000  # unfinished tasks remembered for the queued/running gauges (oldest forgotten first)
+
+
+class Metrics:
+    """The service's metrics in their own registry (one per app, so tests can build many apps)."""
+
+    def __init__(self, executor: str) -> None:
+        self.executor = executor
+        self.registry = CollectorRegistry()
+        self.tasks = Counter(
+            "bgt_tasks", "Tasks that entered each state", ["executor", "state"], registry=self.registry
+        )
+        self.queued = Gauge("bgt_tasks_queued", "Tasks waiting to start", ["executor"], registry=self.registry)
+        self.running = Gauge("bgt_tasks_running", "Tasks running now", ["executor"], registry=self.registry)
+        self.queue_wait = self._histogram("bgt_task_queue_wait_seconds", "From submission to start")
+        self.run_time = self._histogram("bgt_task_run_seconds", "From start to end", ["state"])
+        self.end_to_end = self._histogram("bgt_task_end_to_end_seconds", "From submission to end", ["state"])
+        self.redis_errors = Counter(
+            "bgt_redis_errors",
+            "Redis commands that failed in this process",
+            ["executor", "source"],
+            registry=self.registry,
+        )
+        for source in ("api", "events"):
+            self.redis_errors.labels(executor, source)  # at 0 from the start, so a rate() has a base
+        self._unfinished: OrderedDict[str, tuple[str, str]] = OrderedDict()  # task id -> (executor, state)
+
+    def _histogram(self, name: str, doc: str, labels: list[str] | None = None) -> Histogram:
+        return Histogram(name, doc, ["executor", *(labels or [])], buckets=_BUCKETS, registry=self.registry)
+
+    def redis_error(self, source: str) -> None:
+        self.redis_errors.labels(self.executor, source).inc()
+
+    def observe(self, event: TaskEvent) -> None:
+        """Count one event: a state entered, the durations it completes, the queued and running tasks."""
+        record = event.snapshot
+        executor = record.text("executor") or "unknown"
+        self._track(record.task_id, executor, record.state, record.terminal)
+        if event.kind != STATE:
+            return
+        self.tasks.labels(executor, record.state).inc()
+        created, started, finished = record.time("created_at"), record.time("started_at"), record.time("finished_at")
+        if record.state == "running" and created and started:
+            self.queue_wait.labels(executor).observe((started - created).total_seconds())
+        if record.terminal and finished:
+            if created:
+                self.end_to_end.labels(executor, record.state).observe((finished - created).total_seconds())
+            if started:
+                self.run_time.labels(executor, record.state).observe((finished - started).total_seconds())
+
+    def _track(self, task_id: str, executor: str, state: str, terminal: bool) -> None:
+        self._unfinished.pop(task_id, None)
+        if not terminal:
+            self._unfinished[task_id] = (executor, state)
+            while len(self._unfinished) > _TRACKED:
+                self._unfinished.popitem(last=False)
+
+    def exposition(self) -> bytes:
+        """The text format, with the queued/running gauges brought up to date first."""
+        counts: dict[tuple[str, str], int] = {}
+        for pair in self._unfinished.values():
+            counts[pair] = counts.get(pair, 0) + 1
+        for gauge, state in ((self.queued, "queued"), (self.running, "running")):
+            gauge.clear()
+            for (executor, seen), count in counts.items():
+                if seen == state:
+                    gauge.labels(executor).set(count)
+            gauge.labels(self.executor).inc(0)  # the series exists (at 0) before any task
+        return generate_latest(self.registry)

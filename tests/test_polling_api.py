@@ -1,0 +1,169 @@
+"""Cheaper polling in-process (httpx over ASGI, embedded store): ETag, 304, Retry-After, ?wait, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fakeredis import FakeAsyncRedis
+from fastapi import FastAPI
+
+from api.main import create_app
+from shared.feed import read_task_events
+from shared.settings import Settings
+from shared.store import StatusStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def store() -> StatusStore:
+    return StatusStore(FakeAsyncRedis(), ttl_seconds=600)
+
+
+@pytest.fixture
+async def client(store: StatusStore) -> AsyncIterator[httpx.AsyncClient]:
+    app: FastAPI = create_app(Settings(executor="background", redis_url=None, progress_interval=2.5), store=store)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
+        yield c
+    await app.state.hub.close()
+
+
+async def test_a_record_has_an_etag_and_a_matching_if_none_match_gets_304(
+    client: httpx.AsyncClient, store: StatusStore
+) -> None:
+    await store.create("t1", "sleep", '{"seconds":1}', "background")
+    first = await client.get("/tasks/t1")
+    assert first.status_code == 200
+    etag = first.headers["etag"]
+    assert first.headers["retry-after"] == "3"  # ceil(PROGRESS_INTERVAL): no news comes faster
+    unchanged = await client.get("/tasks/t1", headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+    assert unchanged.headers["etag"] == etag
+    assert (await client.get("/tasks/t1", headers={"If-None-Match": f'"other", W/{etag}'})).status_code == 304
+    await store.start("t1", "w:1")
+    changed = await client.get("/tasks/t1", headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.json()["state"] == "running"
+    assert changed.headers["etag"] != etag
+
+
+async def test_a_finished_record_has_no_retry_after(client: httpx.AsyncClient, store: StatusStore) -> None:
+    await store.create("t1", "noop", "{}", "background")
+    await store.start("t1", "w:1")
+    await store.finish("t1", "succeeded", attempt=1, result_json="1", progress=1.0)
+    resp = await client.get("/tasks/t1")
+    assert "retry-after" not in resp.headers
+    assert "etag" in resp.headers
+
+
+async def test_202_answers_carry_retry_after(client: httpx.AsyncClient, store: StatusStore) -> None:
+    submitted = await client.post("/tasks/noop", json={})
+    assert submitted.status_code == 202
+    assert submitted.headers["retry-after"] == "3"
+    await store.create("t1", "sleep", "{}", "background")
+    await store.start("t1", "w:1")  # running, with no runner here: the DELETE can only ask it to stop
+    stopping = await client.delete("/tasks/t1")
+    assert stopping.status_code == 202
+    assert stopping.headers["retry-after"] == "3"
+
+
+async def test_a_long_poll_answers_with_the_change_that_woke_it(client: httpx.AsyncClient, store: StatusStore) -> None:
+    await store.create("t1", "sleep", "{}", "background")
+    etag = (await client.get("/tasks/t1")).headers["etag"]
+    poll = asyncio.create_task(client.get("/tasks/t1?wait=30", headers={"If-None-Match": etag}))
+    await asyncio.sleep(0.3)
+    assert not poll.done()  # nothing changed yet, so it is still waiting
+    await store.start("t1", "w:1")
+    resp = await asyncio.wait_for(poll, 25)  # well before its own 30 s: the change woke it
+    assert resp.status_code == 200
+    assert resp.json()["state"] == "running"
+
+
+async def test_a_long_poll_that_sees_no_change_answers_304_when_its_time_is_up(
+    client: httpx.AsyncClient, store: StatusStore
+) -> None:
+    await store.create("t1", "sleep", "{}", "background")
+    etag = (await client.get("/tasks/t1")).headers["etag"]
+    resp = await client.get("/tasks/t1?wait=0.3", headers={"If-None-Match": etag})
+    assert resp.status_code == 304
+
+
+async def test_a_long_poll_on_a_finished_task_answers_at_once(client: httpx.AsyncClient, store: StatusStore) -> None:
+    await store.create("t1", "noop", "{}", "background")
+    await store.finish("t1", "failed", attempt=None, error="E: x")
+    etag = (await client.get("/tasks/t1")).headers["etag"]
+    resp = await asyncio.wait_for(client.get("/tasks/t1?wait=60", headers={"If-None-Match": etag}), 30)
+    assert resp.status_code == 304
+
+
+async def test_a_long_poll_with_a_stale_etag_answers_at_once(client: httpx.AsyncClient, store: StatusStore) -> None:
+    await store.create("t1", "sleep", "{}", "background")
+    resp = await asyncio.wait_for(client.get("/tasks/t1?wait=60", headers={"If-None-Match": '"old"'}), 30)
+    assert resp.status_code == 200
+    assert resp.json()["state"] == "queued"
+
+
+@pytest.mark.parametrize("query", ["wait=61", "wait=-1", "wait=soon"])
+async def test_a_bad_wait_is_a_422(client: httpx.AsyncClient, store: StatusStore, query: str) -> None:
+    await store.create("t1", "sleep", "{}", "background")
+    resp = await client.get(f"/tasks/t1?{query}")
+    assert resp.status_code == 422
+    assert "detail" in resp.json()
+
+
+async def test_a_long_poll_on_an_unknown_id_is_a_404(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/tasks/nope?wait=5")
+    assert resp.status_code == 404
+    assert resp.json() == {"detail": "no task with id nope"}
+
+
+@pytest.mark.parametrize("path", ["/tasks/t1/events", "/events"])
+async def test_a_malformed_last_event_id_is_a_422(client: httpx.AsyncClient, store: StatusStore, path: str) -> None:
+    await store.create("t1", "sleep", "{}", "background")
+    resp = await client.get(path, headers={"Last-Event-ID": "yesterday"})
+    assert resp.status_code == 422
+    assert resp.json()["detail"].startswith("invalid Last-Event-ID")
+
+
+async def test_events_of_an_unknown_task_are_a_404(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/tasks/nope/events")
+    assert resp.status_code == 404
+    assert resp.json() == {"detail": "no task with id nope"}
+
+
+async def test_events_after_the_end_answer_204_so_browsers_stop_reconnecting(
+    client: httpx.AsyncClient, store: StatusStore
+) -> None:
+    await store.create("t1", "noop", "{}", "background")
+    await store.start("t1", "w:1")
+    await store.finish("t1", "succeeded", attempt=1, result_json="1", progress=1.0)
+    last = (await read_task_events(store.redis, "t1", None))[-1].id
+    resp = await client.get("/tasks/t1/events", headers={"Last-Event-ID": last})
+    assert resp.status_code == 204
+
+
+async def test_the_catalog_lists_each_task_with_its_parameter_schema(client: httpx.AsyncClient) -> None:
+    catalog = {item["name"]: item for item in (await client.get("/catalog")).json()}
+    assert set(catalog) == {"noop", "sleep", "cpu", "fail"}
+    seconds = catalog["sleep"]["params_schema"]["properties"]["seconds"]
+    assert (seconds["type"], seconds["minimum"], seconds["maximum"]) == ("number", 0, 3600)
+    assert catalog["sleep"]["params_schema"]["required"] == ["seconds"]
+
+
+async def test_the_dashboard_is_one_page_served_at_the_root(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/html")
+    assert "EventSource" in resp.text
+
+
+async def test_metrics_are_in_prometheus_format_with_the_executor(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain")
+    assert 'bgt_tasks_running{executor="background"} 0.0' in resp.text
+    assert "# TYPE bgt_task_end_to_end_seconds histogram" in resp.text
