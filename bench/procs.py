@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from shared.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # One uvicorn configuration for every app under test: one process, the default event loop and HTTP parser
@@ -27,17 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 UVICORN_FLAGS = ("--workers", "1", "--log-level", "warning", "--no-access-log")
 # One Celery worker configuration for both Celery systems: prefork pool, no gossip/mingle/heartbeat chatter.
 CELERY_FLAGS = ("-P", "prefork", "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat")
-# Settings of the service that must not leak from the caller's environment into a process under test.
-_SERVICE_ENV = {
-    "EXECUTOR",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_RESULT_BACKEND",
-    "RESULT_TTL_SECONDS",
-    "PROGRESS_INTERVAL",
-    "HEARTBEAT_INTERVAL",
-    "TASK_MODULES",
-}
+# Settings of the service that must not leak from the caller's environment into a process under test:
+# every field of the settings class, plus Celery's own result backend variable (the template app's).
+_SERVICE_ENV = {name.upper() for name in Settings.model_fields} | {"CELERY_RESULT_BACKEND"}
 
 
 def free_port() -> int:

@@ -19,12 +19,12 @@ from shared.tasks import TaskRegistry
 
 def redis_client(url: str, settings: Settings) -> Redis:
     """A client that answers within REDIS_TIMEOUT and, after Redis restarts, reconnects on the next command
-    (its pooled connections are dead then; two quick retries replace them instead of failing a request)."""
+    (its pooled connections are dead then; two quick retries replace them instead of failing a request).
+    No `health_check_interval`: the retries do that job, without a check on every command's hot path."""
     return Redis.from_url(
         url,
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
-        health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         retry_on_error=[ConnectionError, TimeoutError],
     )

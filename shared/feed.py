@@ -57,11 +57,11 @@ class Snapshot:
         value = self.text(field)
         return datetime.fromisoformat(value) if value else None
 
-    @property
+    @cached_property
     def task_id(self) -> str:
         return self.text("id") or ""
 
-    @property
+    @cached_property
     def state(self) -> str:
         return self.text("state") or ""
 
