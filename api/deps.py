@@ -39,11 +39,6 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
-async def get_settings_dep(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 async def bind_task_id(request: Request) -> None:
     """Log lines written while handling a request about one task name it (async: runs in the request's task)."""
     task_id = request.path_params.get("task_id")
@@ -60,4 +55,3 @@ StoreDep = Annotated[StatusStore, Depends(get_store)]
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

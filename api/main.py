@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from api.deps import ExecutorDep, MetricsDep, StoreDep
+from api.deps import ExecutorDep, MetricsDep, StoreDep, retry_after
 from api.errors import install_error_handlers
 from api.executors import make_executor, make_requeuer
 from api.hub import EventHub
@@ -79,6 +79,7 @@ def create_app(
     app.state.runner = runner
     app.state.hub = hub
     app.state.metrics = metrics
+    app.state.retry_after = retry_after(settings)  # the same for every answer: computed once
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import Response
-from redis.asyncio import Redis
 
 from api.hub import EventHub
-from shared.feed import Snapshot, read_snapshot
+from shared.store import Snapshot, StatusStore
 
 _JSON = "application/json"
 
@@ -29,14 +28,14 @@ def matches(tags: set[str], snapshot: Snapshot) -> bool:
 
 
 async def wait_for_change(
-    hub: EventHub, redis: Redis, task_id: str, seconds: float, known: set[str], owner: str | None = None
+    hub: EventHub, store: StatusStore, task_id: str, seconds: float, known: set[str], owner: str | None = None
 ) -> Snapshot | None:
     """The record once it differs from `known` (or from how it is now), it has ended, or `seconds` passed;
     None if there is no such task for this owner (found out before waiting)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     async with hub.task_changes(task_id) as changes:
-        snapshot = await read_snapshot(redis, task_id)
+        snapshot = await store.read(task_id)
         if snapshot is None or not snapshot.visible_to(owner):
             return None
         baseline = known if known and "*" not in known else {snapshot.etag}
@@ -44,7 +43,7 @@ async def wait_for_change(
             remaining = deadline - loop.time()
             if remaining <= 0 or not await changes.wait(remaining):
                 break
-            if (fresh := await read_snapshot(redis, task_id)) is None:
+            if (fresh := await store.read(task_id)) is None:
                 return None
             snapshot = fresh
         return snapshot

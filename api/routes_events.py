@@ -24,7 +24,6 @@ from shared.feed import (
     TaskEvent,
     event_id_key,
     read_all_events,
-    read_snapshot,
     read_task_events,
     valid_event_id,
 )
@@ -77,7 +76,7 @@ async def task_events(
 ) -> Response:
     """Every change of one task as it happens, from its queuing to its end (then the stream closes)."""
     after = _after(last_event_id)
-    snapshot = await read_snapshot(store.redis, task_id)
+    snapshot = await store.read(task_id)
     if snapshot is None or not snapshot.visible_to(owner):
         raise not_found(task_id)
     first = await read_task_events(store.redis, task_id, after)

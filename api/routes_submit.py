@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from uuid import uuid4
 
-from fastapi import APIRouter, BackgroundTasks, Body, Header, HTTPException, Response
+from fastapi import APIRouter, BackgroundTasks, Body, Header, HTTPException, Request, Response
 
 from api.auth import OwnerDep
-from api.deps import ExecutorDep, SettingsDep, StoreDep, retry_after
+from api.deps import ExecutorDep, StoreDep
 from api.errors import STORE_RESPONSES, ErrorBody
 from shared.logs import current_task_id
 from shared.record import TaskRecord
@@ -70,7 +70,7 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
         store: StoreDep,
         executor: ExecutorDep,
         owner: OwnerDep,
-        settings: SettingsDep,
+        request: Request,
         background: BackgroundTasks,
         idempotency_key: IdempotencyKey = None,
         params: model = Body(... if required else None),  # type: ignore[valid-type]
@@ -78,8 +78,7 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
         params_json = (params if params is not None else model()).model_dump_json()
         task_id = str(uuid4())
         current_task_id.set(task_id)  # log lines from here on, and the in-process run, name the task
-        fingerprint = hashlib.sha256(f"{spec.name}\n{params_json}".encode()).hexdigest()
-        idempotency = (idempotency_key, fingerprint) if idempotency_key else None
+        idempotency = (idempotency_key, _fingerprint(spec.name, params_json)) if idempotency_key else None
         try:
             created = await store.create(
                 task_id,
@@ -93,7 +92,7 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
         except IdempotencyConflict:
             raise HTTPException(409, "this Idempotency-Key was already used with a different request") from None
         if not created.new:
-            return _record_response(created.task_id, created.record, 200, retry_after(settings))
+            return _record_response(created.task_id, created.record, 200, request.app.state.retry_after)
         try:
             await executor.dispatch(task_id, spec.name, params_json, background)
         except Exception as exc:
@@ -102,7 +101,7 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
             if idempotency_key:
                 await store.forget_idempotency_key(owner or "", idempotency_key)
             raise HTTPException(503, "the task could not be handed to its executor; try again") from None
-        return _record_response(task_id, created.record, 202, retry_after(settings))
+        return _record_response(task_id, created.record, 202, request.app.state.retry_after)
 
     return submit
 
@@ -110,6 +109,11 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
 def _record_response(task_id: str, record: bytes, status: int, retry_after: str) -> Response:
     headers = {"Location": f"/tasks/{task_id}", "Retry-After": retry_after}
     return Response(record, status_code=status, media_type="application/json", headers=headers)
+
+
+def _fingerprint(name: str, params_json: str) -> str:
+    """What "the same request" means for an Idempotency-Key: the task and its validated parameters."""
+    return hashlib.sha256(f"{name}\n{params_json}".encode()).hexdigest()
 
 
 async def _unknown_task(name: str) -> Any:

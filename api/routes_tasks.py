@@ -8,11 +8,10 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, 
 from pydantic import BaseModel
 
 from api.auth import OwnerDep
-from api.deps import ExecutorDep, SettingsDep, StoreDep, bind_task_id, retry_after
+from api.deps import ExecutorDep, StoreDep, bind_task_id
 from api.errors import STORE_RESPONSES, ErrorBody, invalid
 from api.hub import EventHub
 from api.polling import parse_etags, record_response, wait_for_change
-from shared.feed import read_snapshot
 from shared.record import TaskRecord, TaskState
 from shared.store import CancelOutcome, Cursor
 
@@ -54,18 +53,18 @@ async def get_task(
 ) -> Response:
     """The task's record: one Redis read, sent as stored. With `wait`, answers as soon as it changes.
 
-    The hub and settings come from the app state, not dependencies: this is the hottest route, and each
-    dependency FastAPI resolves costs more than the Redis read's client side (the benchmark's profile).
+    The hub and `Retry-After` come from the app state, not dependencies: this is the hottest route, and
+    each dependency FastAPI resolves costs more than the Redis read's client side (the benchmark's profile).
     """
     tags = parse_etags(if_none_match)
     if wait > 0:
         hub: EventHub = request.app.state.hub
-        snapshot = await wait_for_change(hub, store.redis, task_id, wait, tags, owner)
+        snapshot = await wait_for_change(hub, store, task_id, wait, tags, owner)
     else:
-        snapshot = await read_snapshot(store.redis, task_id)
+        snapshot = await store.read(task_id)
     if snapshot is None or not snapshot.visible_to(owner):
         raise not_found(task_id)
-    return record_response(snapshot, tags, retry_after(request.app.state.settings))
+    return record_response(snapshot, tags, request.app.state.retry_after)
 
 
 @router.get("", responses={200: {"model": TaskPage}})
@@ -101,7 +100,7 @@ async def cancel_task(
     store: StoreDep,
     executor: ExecutorDep,
     owner: OwnerDep,
-    settings: SettingsDep,
+    request: Request,
     background: BackgroundTasks,
 ) -> Response:
     """Cancel a task: at once if queued, cooperatively if running."""
@@ -115,4 +114,4 @@ async def cancel_task(
     background.add_task(executor.revoke, task_id)
     if outcome is CancelOutcome.CANCELLED:
         return Response(raw, status_code=200, media_type=_JSON)
-    return Response(raw, status_code=202, media_type=_JSON, headers={"Retry-After": retry_after(settings)})
+    return Response(raw, status_code=202, media_type=_JSON, headers={"Retry-After": request.app.state.retry_after})

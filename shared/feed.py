@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from functools import cached_property
 from typing import cast
 
 from redis.asyncio import Redis
 
 from shared.events import KIND_FIELD
-from shared.keys import EVENTS, task_events_key, task_key
-from shared.record import TERMINAL_STATES
-from shared.store import record_json
+from shared.keys import EVENTS, task_events_key
+from shared.store import Snapshot
 
 _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 _KIND = KIND_FIELD.encode()
@@ -34,47 +29,6 @@ def event_id_key(event_id: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """One record exactly as stored: the hash's fields, each a JSON fragment (private ones included)."""
-
-    fields: Mapping[bytes, bytes]
-
-    @cached_property
-    def json(self) -> bytes:
-        return record_json(dict(self.fields))
-
-    @cached_property
-    def etag(self) -> str:
-        """A strong ETag of the record's JSON: it changes exactly when what a client sees changes."""
-        return '"' + hashlib.blake2b(self.json, digest_size=12).hexdigest() + '"'
-
-    def text(self, field: str) -> str | None:
-        raw = self.fields.get(field.encode())
-        value = json.loads(raw) if raw else None
-        return value if isinstance(value, str) else None
-
-    def time(self, field: str) -> datetime | None:
-        value = self.text(field)
-        return datetime.fromisoformat(value) if value else None
-
-    @cached_property
-    def task_id(self) -> str:
-        return self.text("id") or ""
-
-    @cached_property
-    def state(self) -> str:
-        return self.text("state") or ""
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL_STATES
-
-    def visible_to(self, owner: str | None) -> bool:
-        """Whether this caller may see it: None is "no authentication", otherwise the owner must match."""
-        return owner is None or self.fields.get(b"owner", b"") == owner.encode()
-
-
-@dataclass(frozen=True)
 class TaskEvent:
     """One stream entry: its id, its kind (`state` or `progress`) and the record right after the change."""
 
@@ -86,12 +40,6 @@ class TaskEvent:
     def from_entry(cls, entry_id: bytes, fields: Mapping[bytes, bytes]) -> TaskEvent:
         record = {name: value for name, value in fields.items() if name != _KIND}
         return cls(entry_id.decode(), fields.get(_KIND, b"state").decode(), Snapshot(record))
-
-
-async def read_snapshot(redis: Redis, task_id: str) -> Snapshot | None:
-    """The record in one `HGETALL`, or None if there is no such task."""
-    fields = cast(dict[bytes, bytes], await redis.hgetall(task_key(task_id)))
-    return Snapshot(fields) if fields else None
 
 
 async def read_events(redis: Redis, stream: str, after: str | None, count: int = 500) -> list[TaskEvent]:

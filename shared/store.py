@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from functools import cached_property
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -23,7 +26,7 @@ from redis.typing import EncodableT
 
 from shared.events import emit_lua, first_history
 from shared.keys import LEASES, idempotency_key, index_key, task_key
-from shared.record import RECORD_FIELDS, TaskRecord, json_time, utc_now
+from shared.record import RECORD_FIELDS, TERMINAL_STATES, TaskRecord, json_time, utc_now
 
 _FIELDS = tuple(field.encode() for field in RECORD_FIELDS)
 _LIST_BATCH = 200
@@ -248,6 +251,47 @@ def _pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """One record exactly as stored: the hash's fields, each a JSON fragment (private ones included)."""
+
+    fields: Mapping[bytes, bytes]
+
+    @cached_property
+    def json(self) -> bytes:
+        return record_json(dict(self.fields))
+
+    @cached_property
+    def etag(self) -> str:
+        """A strong ETag of the record's JSON: it changes exactly when what a client sees changes."""
+        return '"' + hashlib.blake2b(self.json, digest_size=12).hexdigest() + '"'
+
+    def text(self, field: str) -> str | None:
+        raw = self.fields.get(field.encode())
+        value = json.loads(raw) if raw else None
+        return value if isinstance(value, str) else None
+
+    def time(self, field: str) -> datetime | None:
+        value = self.text(field)
+        return datetime.fromisoformat(value) if value else None
+
+    @cached_property
+    def task_id(self) -> str:
+        return self.text("id") or ""
+
+    @cached_property
+    def state(self) -> str:
+        return self.text("state") or ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def visible_to(self, owner: str | None) -> bool:
+        """Whether this caller may see it: None is "no authentication", otherwise the owner must match."""
+        return owner is None or self.fields.get(b"owner", b"") == owner.encode()
+
+
 class StatusStore:
     """Task records in Redis. The API, the runner, the sweeper and both executors go through this class only.
 
@@ -342,12 +386,14 @@ class StatusStore:
         """After a failed dispatch, so that the client's retry with the same key starts a new task."""
         await self.redis.delete(idempotency_key(owner, key))
 
-    async def get_json(self, task_id: str, owner: str | None = None) -> bytes | None:
-        """The record as JSON in one round trip, or None if there is no such task (for this owner)."""
+    async def read(self, task_id: str) -> Snapshot | None:
+        """The record as stored, in one `HGETALL`; None if there is no such task."""
         fields = cast(dict[bytes, bytes], await self.redis.hgetall(task_key(task_id)))
-        if not fields or (owner is not None and fields.get(b"owner", b"") != owner.encode()):
-            return None
-        return record_json(fields)
+        return Snapshot(fields) if fields else None
+
+    async def get_json(self, task_id: str) -> bytes | None:
+        snapshot = await self.read(task_id)
+        return snapshot.json if snapshot else None
 
     async def get(self, task_id: str) -> TaskRecord | None:
         raw = await self.get_json(task_id)

@@ -86,3 +86,17 @@ def live_api(request: pytest.FixtureRequest) -> LiveApi:
     """A live API (uvicorn, real Redis) for each executor in turn; the Celery one has a worker."""
     api: LiveApi = request.getfixturevalue(f"follow_{request.param}")
     return api
+
+
+ALICE, BOB = {"X-API-Key": "alice-live-key"}, {"X-API-Key": "bob-live-key"}
+
+
+@pytest.fixture(scope="session")
+def secured_api() -> Iterator[str]:
+    """A live API with authentication on (keys ALICE and BOB), in-process executor, its own Redis."""
+    redis = start_redis()
+    env = {"REDIS_URL": str(redis.extra["url"]), "EXECUTOR": "background", "API_KEYS": "alice-live-key,bob-live-key"}
+    api = start_api(env)
+    yield str(api.extra["url"])
+    api.stop()
+    redis.stop()

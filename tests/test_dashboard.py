@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import LiveApi
+from tests.conftest import ALICE, BOB, LiveApi
 from tests.live import submit
-from tests.processes import Proc, start_api, start_redis
 
 pytestmark = pytest.mark.slow
 
@@ -114,24 +113,14 @@ def test_the_form_shows_the_apis_refusal(page: Page) -> None:
     expect(page.locator("#start-notice.error")).to_contain_text("greater than or equal to 1", timeout=WAIT_MS)
 
 
-@pytest.fixture(scope="module")
-def secured_api() -> Iterator[str]:
-    redis = start_redis()
-    env = {"REDIS_URL": str(redis.extra["url"]), "EXECUTOR": "background", "API_KEYS": "ui-key-1,ui-key-2"}
-    api: Proc = start_api(env)
-    yield str(api.extra["url"])
-    api.stop()
-    redis.stop()
-
-
 def test_with_api_keys_the_page_works_with_a_key_and_shows_only_its_tasks(browser: Browser, secured_api: str) -> None:
-    others = submit(secured_api, "noop", {"value": "not yours"}, headers={"X-API-Key": "ui-key-2"})["id"]
+    others = submit(secured_api, "noop", {"value": "not yours"}, headers=BOB)["id"]
     context = browser.new_context(viewport={"width": 1280, "height": 720})
     page = context.new_page()
     page.goto(secured_api + "/")
     page.wait_for_selector("body[data-ready=true]", timeout=WAIT_MS)
     expect(page.locator("#live")).to_have_text("reconnecting", timeout=WAIT_MS)  # the stream refuses no key
-    page.fill("#api-key", "ui-key-1")
+    page.fill("#api-key", ALICE["X-API-Key"])
     page.dispatch_event("#api-key", "change")
     expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
     task_id = start_from_form(page, "sleep", seconds="1")

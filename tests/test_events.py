@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from shared.feed import TaskEvent, read_all_events, read_snapshot, read_task_events
+from shared.feed import TaskEvent, read_all_events, read_task_events
 from shared.keys import EVENTS, task_events_key, task_key
 from shared.store import StatusStore
 
@@ -35,7 +35,7 @@ async def test_every_transition_emits_the_whole_record_to_both_streams(store: St
     assert [record_of(e) for e in everyone] == [record_of(e) for e in mine]  # same changes, same order
     assert record_of(mine[2])["progress"] == 0.5
     assert record_of(mine[2])["message"] == "half"
-    final = await read_snapshot(store.redis, "t1")
+    final = await store.read("t1")
     assert final is not None
     assert record_of(mine[-1]) == json.loads(final.json)  # the last event is the record as it is now
 
@@ -45,7 +45,7 @@ async def test_history_records_each_state_entered(store: StatusStore) -> None:
     await store.start("t1", "host:7")
     await store.progress("t1", 1, 0.2, None)
     await store.finish("t1", "failed", attempt=1, error="RuntimeError: boom")
-    snapshot = await read_snapshot(store.redis, "t1")
+    snapshot = await store.read("t1")
     assert snapshot is not None
     record = json.loads(snapshot.json)
     history = record["history"]
@@ -61,10 +61,10 @@ async def test_a_heartbeat_without_news_emits_nothing(store: StatusStore) -> Non
     await store.create("t1", "sleep", "{}", "background")
     await store.start("t1", "w:1")
     await store.progress("t1", 1, 0.25, "a quarter")
-    before = await read_snapshot(store.redis, "t1")
+    before = await store.read("t1")
     for _ in range(3):
         await store.progress("t1", 1, 0.25, "a quarter")  # what the runner writes as a heartbeat
-    after = await read_snapshot(store.redis, "t1")
+    after = await store.read("t1")
     assert before is not None
     assert after is not None
     assert states(await read_task_events(store.redis, "t1", None))[-1] == ("progress", "running")
@@ -133,10 +133,10 @@ async def test_streams_are_trimmed_to_about_their_length(redis_client: Redis) ->
 
 async def test_the_etag_follows_what_a_client_sees(store: StatusStore) -> None:
     await store.create("t1", "sleep", "{}", "background")
-    queued = await read_snapshot(store.redis, "t1")
+    queued = await store.read("t1")
     await store.start("t1", "w:1")
-    running = await read_snapshot(store.redis, "t1")
-    again = await read_snapshot(store.redis, "t1")
+    running = await store.read("t1")
+    again = await store.read("t1")
     assert queued is not None
     assert running is not None
     assert again is not None

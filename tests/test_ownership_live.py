@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.conftest import ALICE, BOB
 from tests.live import submit, wait_finished
-from tests.processes import Proc, start_api, start_redis
 from tests.sse import Event, Read, read_events
 
 pytestmark = pytest.mark.slow
-
-ALICE, BOB = {"X-API-Key": "alice-live-key"}, {"X-API-Key": "bob-live-key"}
-
-
-@pytest.fixture(scope="module")
-def secured_api() -> Iterator[str]:
-    redis = start_redis()
-    env = {"REDIS_URL": str(redis.extra["url"]), "EXECUTOR": "background", "API_KEYS": "alice-live-key,bob-live-key"}
-    api: Proc = start_api(env)
-    yield str(api.extra["url"])
-    api.stop()
-    redis.stop()
 
 
 def test_another_keys_task_cannot_be_followed(secured_api: str) -> None:

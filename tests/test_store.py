@@ -337,11 +337,13 @@ async def test_a_failed_attempt_is_queued_again_with_its_error(store: StatusStor
 async def test_an_owner_sees_only_its_own_tasks(store: StatusStore) -> None:
     await store.create("mine", "noop", "{}", "celery", owner="alice")
     await store.create("theirs", "noop", "{}", "celery", owner="bob")
-    assert await store.get_json("mine", "alice") is not None
-    assert await store.get_json("mine", "bob") is None
-    assert await store.get_json("mine") is not None  # authentication off: no owner check
+    mine = await store.read("mine")
+    assert mine is not None
+    assert mine.visible_to("alice")
+    assert not mine.visible_to("bob")
+    assert mine.visible_to(None)  # authentication off: no owner check
     assert await store.cancel("mine", "bob") is None
     assert (await record(store, "mine"))["state"] == "queued"
     items, _ = await store.list_json(owner="bob")
     assert [json.loads(item)["id"] for item in items] == ["theirs"]
-    assert b"alice" not in (await store.get_json("mine", "alice") or b"")  # the owner is never returned
+    assert b"alice" not in mine.json  # the owner is never returned
