@@ -30,3 +30,12 @@ async def get_owner(request: Request, key: Annotated[str | None, Depends(_api_ke
 
 
 OwnerDep = Annotated[str | None, Depends(get_owner)]
+
+
+def check_metrics_token(request: Request, token: str | None) -> None:
+    """With METRICS_TOKEN set, `/metrics` needs it as a bearer token (its counts cover every owner's tasks)."""
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise HTTPException(401, "missing or invalid bearer token for /metrics", headers={"WWW-Authenticate": "Bearer"})

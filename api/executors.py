@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -12,6 +13,7 @@ from shared.connection import redis_client
 from shared.logs import task_logging
 from shared.runner import Runner
 from shared.settings import Settings
+from shared.store import Publish, StatusStore
 from shared.sweeper import Requeuer
 
 if TYPE_CHECKING:
@@ -20,11 +22,29 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How the record of a new task is stored, decided by the executor before the store creates it."""
+
+    lease: str = ""  # see StatusStore.create: 'q' run here, 'd' a message not yet confirmed sent, '' none
+    publish: Publish | None = None  # the Celery message, stored and sent by the same script
+    commands: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # the message as broker commands to send after
+
+
 class Executor(Protocol):
     name: ClassVar[str]
+    needs_broker: ClassVar[bool]  # whether readiness depends on a broker
 
-    async def dispatch(self, task_id: str, name: str, params_json: str, background: BackgroundTasks) -> None:
-        """Hand a task whose `queued` record is already stored to whatever will run it."""
+    async def ready(self) -> bool:
+        """Whether the broker answers (readiness)."""
+
+    async def plan(self, task_id: str, name: str, params_json: str, owner: str) -> Plan:
+        """What creating the task's record must include (a lease, or the message itself)."""
+
+    async def dispatch(
+        self, task_id: str, name: str, params_json: str, owner: str, plan: Plan, background: BackgroundTasks
+    ) -> None:
+        """Hand a task whose `queued` record is stored to whatever will run it (unless creating it did)."""
 
     async def revoke(self, task_id: str) -> None:
         """Extra help for a cancellation; the store's flag is what every runner obeys."""
@@ -37,61 +57,98 @@ class BackgroundExecutor:
     """FastAPI's BackgroundTasks: the runner starts in this process right after the 202 is sent."""
 
     name: ClassVar[str] = "background"
+    needs_broker: ClassVar[bool] = False
+    _PLAN = Plan(lease="q")  # leased from the start: if this process dies before running it, it ends `lost`
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
 
-    async def dispatch(self, task_id: str, name: str, params_json: str, background: BackgroundTasks) -> None:
-        background.add_task(self._run, task_id, name, params_json)
+    async def ready(self) -> bool:
+        return True
 
-    async def _run(self, task_id: str, name: str, params_json: str) -> None:
+    async def plan(self, task_id: str, name: str, params_json: str, owner: str) -> Plan:
+        return self._PLAN
+
+    async def dispatch(
+        self, task_id: str, name: str, params_json: str, owner: str, plan: Plan, background: BackgroundTasks
+    ) -> None:
+        background.add_task(self._run, task_id, name, params_json, owner)
+
+    async def _run(self, task_id: str, name: str, params_json: str, owner: str) -> None:
         with task_logging(task_id):
-            await self.runner.run(task_id, name, params_json)
+            await self.runner.run(task_id, name, params_json, owner)
 
     async def revoke(self, task_id: str) -> None:
-        """Nothing to do: the runner in this process reads the cancel flag with its next heartbeat."""
+        """Nothing to do: the keeper of the process running it reads the stop flag with its next heartbeat."""
 
     async def aclose(self) -> None:
         """Nothing held."""
 
 
 class CeleryExecutor:
-    """A Celery worker over Redis; the Celery task id is the record's id.
+    """A Celery worker; the Celery task id is the record's id.
 
-    Publishing goes through Celery's own `send_task`, so the message is exactly the one Celery would send
-    (protocol 2 headers, routing, kombu's envelope and delivery tag), but the producer it is given keeps
-    the final Redis commands kombu would run instead of running them, and the API sends those with its
-    asyncio Redis client. So a POST never waits on the thread pool or a blocking socket (issue 3: that
-    was what limited the POST rate). Brokers other than plain `redis://` use `send_task` in a thread.
+    The message is built by Celery's own `send_task`, so it is exactly the one Celery would send (protocol 2
+    headers, routing, kombu's envelope and delivery tag), through a producer that keeps the final Redis
+    commands kombu would run instead of running them. When the broker is the store's own Redis, the store's
+    create script runs that command itself: the record and the message exist together or not at all, in one
+    round trip. With another Redis broker, the API sends the commands with its asyncio client; with other
+    brokers (RabbitMQ), `send_task` runs in a thread. Either way the record is leased until the send is
+    confirmed, so a message lost with a dying API is sent again by a sweeper.
     """
 
     name: ClassVar[str] = "celery"
+    needs_broker: ClassVar[bool] = True
 
-    def __init__(self, app: Celery, broker: Redis | None = None) -> None:
+    def __init__(self, app: Celery, store: StatusStore, broker: Redis | None = None, *, inline: bool = False) -> None:
         self.app = app
+        self.store = store
         self.broker = broker
+        self.inline = inline and broker is None
         self._producer: Any = None  # a capturing kombu Producer, made on first use
         self._producer_lock = anyio.Lock()
 
-    async def dispatch(self, task_id: str, name: str, params_json: str, background: BackgroundTasks) -> None:
-        if self.broker is None:
-            from worker.factory import send
+    async def ready(self) -> bool:
+        if self.inline:
+            return bool(await self.store.ping())
+        if self.broker is not None:
+            return bool(await self.broker.ping())
+        return bool(await anyio.to_thread.run_sync(self._broker_answers))
 
-            await send(self.app, task_id, name, params_json)
-            return
+    def _broker_answers(self) -> bool:
+        with self.app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=1)
+        return True
+
+    async def plan(self, task_id: str, name: str, params_json: str, owner: str) -> Plan:
+        if not (self.inline or self.broker is not None):
+            return Plan(lease="d")
         if self._producer is None:
             async with self._producer_lock:
                 if self._producer is None:
                     self._producer = await anyio.to_thread.run_sync(self._make_producer)
-        commands = self._producer.capture(partial(self.app.send_task, name, args=[params_json], task_id=task_id))
-        if len(commands) == 1:
+        send = partial(self.app.send_task, name, args=[params_json], kwargs=message_kwargs(owner), task_id=task_id)
+        commands = tuple(self._producer.capture(send))
+        if self.inline and len(commands) == 1:
             command, args = commands[0]
-            await getattr(self.broker, command)(*args)
-            return
-        async with self.broker.pipeline(transaction=False) as pipe:
-            for command, args in commands:
-                getattr(pipe, command)(*args)
-            await pipe.execute()
+            return Plan(publish=Publish(command, args[0], tuple(args[1:])))
+        return Plan(lease="d", commands=commands)
+
+    async def dispatch(
+        self, task_id: str, name: str, params_json: str, owner: str, plan: Plan, background: BackgroundTasks
+    ) -> None:
+        if plan.publish is not None:
+            return  # sent by the script that stored the record
+        if plan.commands and self.broker is not None:
+            async with self.broker.pipeline(transaction=False) as pipe:
+                for command, args in plan.commands:
+                    getattr(pipe, command)(*args)
+                await pipe.execute()
+        else:
+            from worker.factory import send
+
+            await send(self.app, task_id, name, params_json, owner)
+        await self.store.release(task_id)
 
     def _make_producer(self) -> Any:
         """Open kombu's channel (it connects and pings once) and declare the queues, as Celery would."""
@@ -191,8 +248,11 @@ def make_executor(settings: Settings, runner: Runner) -> Executor:
         from worker.factory import make_celery  # only a Celery deployment imports Celery
 
         app = make_celery(settings, runner.registry)
-        broker = redis_client(str(settings.broker_url), settings) if _can_capture(app) else None
-        return CeleryExecutor(app, broker)
+        capture = _can_capture(app)
+        # The message goes inside the create script when the broker is the store's own Redis (one server, one db).
+        inline = capture and not settings.redis_cluster and settings.broker_url == settings.redis_url
+        broker = redis_client(str(settings.broker_url), settings) if capture and not inline else None
+        return CeleryExecutor(app, runner.store, broker, inline=inline)
     return BackgroundExecutor(runner)
 
 
@@ -204,3 +264,9 @@ def make_requeuer(settings: Settings, executor: Executor, runner: Runner) -> Req
 
     app = executor.app if isinstance(executor, CeleryExecutor) else make_celery(settings, runner.registry)
     return requeuer(app)
+
+
+def message_kwargs(owner: str, *, eager: bool = False) -> dict[str, Any]:
+    """The Celery message's keyword arguments: the owner (for the record's indexes), and whether the worker
+    must claim the task before running it (a re-sent message: its earlier run may have begun)."""
+    return {"owner": owner, "eager": True} if eager else {"owner": owner}

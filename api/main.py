@@ -5,26 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
+from api.auth import check_metrics_token
 from api.deps import ExecutorDep, MetricsDep, StoreDep, retry_after
-from api.errors import install_error_handlers
+from api.errors import ErrorBody, install_error_handlers
 from api.executors import make_executor, make_requeuer
 from api.hub import EventHub
 from api.limits import BodySizeLimit
 from api.metrics import Metrics
+from api.openapi import install_openapi
 from api.routes_events import router as events_router
 from api.routes_submit import submit_router
 from api.routes_tasks import router as tasks_router
 from api.routes_ui import ui_router
-from shared.connection import make_runner, make_sweeper, open_store, process_name
+from shared.connection import client_factory, make_runner, make_sweeper, open_store, process_name
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 from shared.store import StatusStore
@@ -43,31 +46,39 @@ class Health(BaseModel):
     redis: bool
 
 
+class Readiness(BaseModel):
+    ready: bool
+    redis: bool
+    broker: bool | None  # None: no broker to reach (in-process executor)
+
+
 def create_app(
     settings: Settings | None = None, store: StatusStore | None = None, tasks: TaskRegistry | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
     tasks = tasks or registry.load(settings.task_modules)
-    store = store or open_store(settings)
-    runner = make_runner(settings, store, tasks, worker=process_name())
+    clients = client_factory(settings) if store is None else None
+    store = store or open_store(settings, clients() if clients else None)
+    runner = make_runner(settings, store, tasks, worker=process_name(), optimistic="always", clients=clients)
     executor = make_executor(settings, runner)
     sweeper = make_sweeper(settings, store, make_requeuer(settings, executor, runner))
     configure_logging(settings)
     metrics = Metrics(settings.executor)
-    hub = EventHub(store.redis, on_event=metrics.observe, on_error=lambda: metrics.redis_error("events"))
+    hub = EventHub(store, separate_readers=settings.redis_cluster, on_error=lambda: metrics.redis_error("events"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeping = asyncio.create_task(sweeper.run_forever())
         try:
-            await hub.start()  # metrics count from now; waiters would start it anyway
+            await metrics.start(store.redis, store.keys)  # count from now on
         except RedisError as exc:
-            log.warning("event stream not followed yet, Redis unavailable: %s", type(exc).__name__)
+            log.warning("metrics count from the first scrape, Redis unavailable: %s", type(exc).__name__)
         yield
         sweeping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeping
         await runner.drain(_DRAIN_SECONDS)
+        runner.keeper.stop()
         await hub.close()
         await store.redis.aclose()
         await executor.aclose()
@@ -96,6 +107,7 @@ def create_app(
     app.include_router(submit_router(tasks))
     app.include_router(tasks_router)
     app.include_router(ui_router(tasks))
+    install_openapi(app, tasks)
 
     @app.get("/health", tags=["service"])
     async def health(store: StoreDep, executor: ExecutorDep) -> Health:
@@ -106,12 +118,39 @@ def create_app(
             redis_ok = False
         return Health(status="ok" if redis_ok else "degraded", executor=executor.name, redis=redis_ok)
 
-    @app.get("/metrics", tags=["service"], response_class=Response)
-    async def prometheus_metrics(metrics: MetricsDep) -> Response:
-        """Prometheus text format: tasks by state, queue wait, run and end-to-end times, Redis errors."""
+    @app.get("/ready", tags=["service"], responses={503: {"model": Readiness, "description": "Not ready"}})
+    async def ready(store: StoreDep, executor: ExecutorDep) -> JSONResponse:
+        """Readiness: 200 once Redis (and, with Celery, the broker) can be reached, 503 while not. Open
+        without an API key; use it for load balancers and orchestrators, and `/health` for liveness."""
+        redis_ok = await _answers(store.ping())
+        broker_ok = await _answers(executor.ready()) if executor.needs_broker else None
+        body = Readiness(ready=redis_ok and broker_ok is not False, redis=redis_ok, broker=broker_ok)
+        return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
+            401: {"model": ErrorBody, "description": "METRICS_TOKEN is set and the bearer token is missing or wrong"},
+        },
+    )
+    async def prometheus_metrics(request: Request, metrics: MetricsDep, store: StoreDep) -> Response:
+        """Prometheus text format: tasks by state, queue wait, run and end-to-end times, Redis errors. With
+        METRICS_TOKEN set, it needs `Authorization: Bearer <token>` (Prometheus' `authorization` setting)."""
+        check_metrics_token(request, settings.metrics_token)
+        await metrics.catch_up(store.redis, store.keys)
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _answers(check: Awaitable[bool], within: float = 1.0) -> bool:
+    try:
+        return bool(await asyncio.wait_for(check, timeout=within))
+    except (RedisError, TimeoutError, OSError, ConnectionError):
+        return False
 
 
 app = create_app()

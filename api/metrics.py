@@ -1,17 +1,21 @@
-"""Prometheus metrics, counted from the all-tasks event stream so they cover both executors and every process.
+"""Prometheus metrics, counted from the event streams so they cover both executors and every process.
 
-Each API process follows the same stream, so each reports the same cluster-wide figures since it started
-(aggregate with `max`, not `sum`). Redis errors are the ones this process met.
+Each scrape reads what the streams gained since the last one (nothing is read between scrapes), so each API
+process reports the same cluster-wide figures since it started (aggregate with `max`, not `sum`). Redis
+errors are the ones this process met.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from shared.events import STATE
-from shared.feed import TaskEvent
+from shared.feed import Positions, TaskEvent, last_positions, read_after
+from shared.keys import Keyspace
+
+_BATCH = 1_000
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 _TRACKED = 100_000  # unfinished tasks remembered for the queued/running gauges (oldest forgotten first)
@@ -37,9 +41,27 @@ class Metrics:
             ["executor", "source"],
             registry=self.registry,
         )
-        for source in ("api", "events"):
+        for source in ("api", "events", "full"):
             self.redis_errors.labels(executor, source)  # at 0 from the start, so a rate() has a base
         self._unfinished: OrderedDict[str, tuple[str, str]] = OrderedDict()  # task id -> (executor, state)
+        self._positions: Positions | None = None
+
+    async def start(self, redis: Any, keys: Keyspace) -> None:
+        """Count from now on."""
+        if self._positions is None:
+            self._positions = await last_positions(redis, keys)
+
+    async def catch_up(self, redis: Any, keys: Keyspace) -> None:
+        """Count every event the streams gained since the last call (what they still keep of it)."""
+        if self._positions is None:
+            await self.start(redis, keys)
+            return
+        while events := await read_after(redis, keys, self._positions, count=_BATCH):
+            for event in events:
+                self.observe(event)
+                self._positions[event.partition] = event.id
+            if len(events) < _BATCH:
+                return
 
     def _histogram(self, name: str, doc: str, labels: list[str] | None = None) -> Histogram:
         return Histogram(name, doc, ["executor", *(labels or [])], buckets=_BUCKETS, registry=self.registry)
@@ -49,20 +71,21 @@ class Metrics:
 
     def observe(self, event: TaskEvent) -> None:
         """Count one event: a state entered, the durations it completes, the queued and running tasks."""
-        record = event.snapshot
-        executor = record.text("executor") or "unknown"
-        self._track(record.task_id, executor, record.state, record.terminal)
-        if event.kind != STATE:
+        executor, state = event.executor, event.state
+        self._track(event.task_id, executor, state, event.terminal)
+        if event.kind != "state":
             return
-        self.tasks.labels(executor, record.state).inc()
-        created, started, finished = record.time("created_at"), record.time("started_at"), record.time("finished_at")
-        if record.state == "running" and created and started:
-            self.queue_wait.labels(executor).observe((started - created).total_seconds())
-        if record.terminal and finished:
-            if created:
-                self.end_to_end.labels(executor, record.state).observe((finished - created).total_seconds())
-            if started:
-                self.run_time.labels(executor, record.state).observe((finished - started).total_seconds())
+        started = event.started_us or None
+        if state == "running" or event.with_start:  # a short task went through `running` in the same write
+            self.tasks.labels(executor, "running").inc()
+            if started is not None:
+                self.queue_wait.labels(executor).observe((started - event.created_us) / 1e6)
+        if state != "running":
+            self.tasks.labels(executor, state).inc()
+        if event.terminal:
+            self.end_to_end.labels(executor, state).observe((event.at_us - event.created_us) / 1e6)
+            if started is not None:
+                self.run_time.labels(executor, state).observe((event.at_us - started) / 1e6)
 
     def _track(self, task_id: str, executor: str, state: str, terminal: bool) -> None:
         self._unfinished.pop(task_id, None)

@@ -1,7 +1,8 @@
 """Cheaper polling: conditional reads (`ETag` / `If-None-Match`) and the long-poll (`?wait=N`).
 
 The long-poll never sleeps in a loop: it registers with the process's event hub, reads the record once,
-and reads again only when the hub says that task changed (or the wait is over).
+and then takes the newer records the hub reads for every waiter of that task (or gives up when the wait
+is over).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import asyncio
 from fastapi import Response
 
 from api.hub import EventHub
-from shared.store import Snapshot, StatusStore
+from shared.snapshot import Snapshot
+from shared.store import StatusStore
 
 _JSON = "application/json"
 
@@ -31,7 +33,8 @@ async def wait_for_change(
     hub: EventHub, store: StatusStore, task_id: str, seconds: float, known: set[str], owner: str | None = None
 ) -> Snapshot | None:
     """The record once it differs from `known` (or from how it is now), it has ended, or `seconds` passed;
-    None if there is no such task for this owner (found out before waiting)."""
+    None if there is no such task for this owner (found out before waiting). One read, then whatever
+    newer record the hub hands over."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     async with hub.task_changes(task_id) as changes:
@@ -41,11 +44,13 @@ async def wait_for_change(
         baseline = known if known and "*" not in known else {snapshot.etag}
         while snapshot.etag in baseline and not snapshot.terminal:
             remaining = deadline - loop.time()
-            if remaining <= 0 or not await changes.wait(remaining):
+            if remaining <= 0:
                 break
-            if (fresh := await store.read(task_id)) is None:
-                return None
-            snapshot = fresh
+            fresh = await changes.wait(remaining)
+            if fresh is None:
+                break
+            if fresh.version > snapshot.version:
+                snapshot = fresh
         return snapshot
 
 

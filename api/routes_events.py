@@ -1,16 +1,19 @@
-"""Server-sent events: one task's changes from its own stream, and every task's changes for dashboards.
+"""Server-sent events: one task's changes, and every task's changes for dashboards.
 
-Each event is `id:` (the Redis stream id), `event:` (`state` or `progress`) and `data:` (the whole record as
-`GET /tasks/{id}` returns it). A client that reconnects with `Last-Event-ID` gets exactly what came after.
+Each event is `id:`, `event:` (`state` when the task's state changed, else `progress`) and `data:` (the
+whole record as `GET /tasks/{id}` returns it). A task's own stream is built from its record: the event id
+is the record's version, so a client that reconnects with `Last-Event-ID` gets the record if it changed
+since, and a client that missed a few changes loses nothing but intermediate progress. The all-tasks stream
+uses the ids of the partitions' event streams, from which it can replay what a dashboard missed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.auth import OwnerDep
@@ -18,16 +21,10 @@ from api.deps import HubDep, MetricsDep, StoreDep, bind_task_id
 from api.errors import ErrorBody
 from api.hub import EventHub
 from api.metrics import Metrics
-from api.routes_tasks import not_found
-from shared.events import STATE
-from shared.feed import (
-    TaskEvent,
-    event_id_key,
-    read_all_events,
-    read_task_events,
-    valid_event_id,
-)
-from shared.keys import task_key
+from api.routes_tasks import TaskIdPath, not_found
+from shared.feed import TaskEvent, parse_event_id, read_after
+from shared.snapshot import Snapshot
+from shared.store import StatusStore
 
 router = APIRouter(tags=["events"])
 
@@ -35,23 +32,34 @@ KEEPALIVE_SECONDS = 15.0  # an idle stream sends a comment this often, so proxie
 _RECONNECT_MS = 1_000  # what a browser waits before it reconnects (with Last-Event-ID)
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _PING = b": ping\n\n"
+_VERSION = re.compile(r"\d{1,18}")
+_SKEW_MS = 2_000  # with several partitions (several servers' clocks), a resume starts this much earlier
+_BACKLOG_BATCH = 500
+_EVENT_SHAPE = (
+    "Each event: `id:` (see the endpoint), `event:` `state` or `progress`, `data:` the whole record as "
+    "`GET /tasks/{id}` returns it (schema `TaskRecord`)"
+)
 _STREAM_DOC = {
-    "content": {"text/event-stream": {}},
-    "description": "`id:` stream id, `event:` `state` or `progress`, `data:` the record",
+    "content": {"text/event-stream": {"schema": {"type": "string", "description": _EVENT_SHAPE}}},
+    "description": _EVENT_SHAPE,
 }
 
 
-def _after(last_event_id: str | None) -> str | None:
-    if last_event_id is None or last_event_id == "":
+def _encode(snapshot: Snapshot, kind: str, event_id: str, *, first: bool = False) -> bytes:
+    data = snapshot.json.decode()
+    return format_sse_event(data_str=data, event=kind, id=event_id, retry=_RECONNECT_MS if first else None)
+
+
+def _after_version(last_event_id: str | None) -> int | None:
+    """The version a task stream resumes after. An id of the older stream format (`ms-seq`) resumes from the
+    record as it is now; anything else is a 422."""
+    if not last_event_id:
         return None
-    if not valid_event_id(last_event_id):
-        raise HTTPException(422, "invalid Last-Event-ID: expected an id of this stream, such as 1718000000000-0")
-    return last_event_id
-
-
-def _encode(event: TaskEvent, *, first: bool = False) -> bytes:
-    data = event.snapshot.json.decode()
-    return format_sse_event(data_str=data, event=event.kind, id=event.id, retry=_RECONNECT_MS if first else None)
+    if _VERSION.fullmatch(last_event_id):
+        return int(last_event_id)
+    if parse_event_id(last_event_id) is not None:
+        return None
+    raise HTTPException(422, "invalid Last-Event-ID: expected an id this stream sent")
 
 
 @router.get(
@@ -63,52 +71,53 @@ def _encode(event: TaskEvent, *, first: bool = False) -> bytes:
         204: {"description": "Nothing after `Last-Event-ID` and the task has ended: do not reconnect"},
         401: {"model": ErrorBody},
         404: {"model": ErrorBody},
-        422: {"model": ErrorBody},
+        422: {"model": ErrorBody, "description": "Not a task id (a UUID), or a bad `Last-Event-ID`"},
     },
 )
 async def task_events(
-    task_id: str,
     store: StoreDep,
     owner: OwnerDep,
     hub: HubDep,
     metrics: MetricsDep,
-    last_event_id: str | None = Header(None),
+    task_id: TaskIdPath,
+    last_event_id: str | None = Header(None, description="The record version this client saw last"),
 ) -> Response:
-    """Every change of one task as it happens, from its queuing to its end (then the stream closes)."""
-    after = _after(last_event_id)
-    snapshot = await store.read(task_id)
+    """Every change of one task as it happens, from its queuing to its end (then the stream closes). Event
+    ids are the record's versions."""
+    key = str(task_id)
+    after = _after_version(last_event_id)
+    snapshot = await store.read(key)
     if snapshot is None or not snapshot.visible_to(owner):
-        raise not_found(task_id)
-    first = await read_task_events(store.redis, task_id, after)
-    if not first:
-        if snapshot.terminal and after is not None:
-            return Response(status_code=204)
-        if after is None:  # a record older than its stream: its current state is the one event there is
-            first = [TaskEvent("0-0", STATE, snapshot)]
-    stream = _follow_task(hub, store.redis, metrics, task_id, first, after)
-    return EventSourceResponse(stream, headers=_HEADERS)
+        raise not_found(key)
+    if after is not None and snapshot.version <= after and snapshot.terminal:
+        return Response(status_code=204)
+    return EventSourceResponse(_follow_task(hub, store, metrics, key, after), headers=_HEADERS)
 
 
 async def _follow_task(
-    hub: EventHub, redis: Redis, metrics: Metrics, task_id: str, pending: list[TaskEvent], after: str | None
+    hub: EventHub, store: StatusStore, metrics: Metrics, task_id: str, after: int | None
 ) -> AsyncIterator[bytes]:
-    first = True
     try:
         async with hub.task_changes(task_id) as changes:
-            while True:
-                for event in pending:
-                    yield _encode(event, first=first)
-                    first, after = False, event.id
-                    if event.snapshot.terminal:
-                        return
-                pending = await read_task_events(redis, task_id, after)
-                while not pending:
-                    if await changes.wait(KEEPALIVE_SECONDS):
-                        pending = await read_task_events(redis, task_id, after)
-                    elif await redis.exists(task_key(task_id)):
-                        yield _PING
-                    else:
+            current = await store.read(task_id)  # again, now that no later change can be missed
+            if current is None:
+                return
+            sent_state: str | None = None
+            if after is None or current.version > after:
+                yield _encode(current, "state", str(current.version), first=True)
+                sent_state = current.state
+            while not current.terminal:
+                fresh = await changes.wait(KEEPALIVE_SECONDS)
+                if fresh is None:
+                    if not await store.redis.exists(store.keys.record(task_id)):
                         return  # the record expired while nobody changed it
+                    yield _PING
+                    continue
+                if fresh.version <= current.version:
+                    continue
+                kind = "progress" if fresh.state == sent_state else "state"
+                yield _encode(fresh, kind, str(fresh.version), first=sent_state is None)
+                current, sent_state = fresh, fresh.state
     except RedisError:
         metrics.redis_error("events")  # the client reconnects with Last-Event-ID once Redis is back
 
@@ -116,43 +125,75 @@ async def _follow_task(
 @router.get(
     "/events",
     response_class=Response,
-    responses={200: _STREAM_DOC, 401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={
+        200: _STREAM_DOC,
+        401: {"model": ErrorBody},
+        422: {"model": ErrorBody, "description": "A bad `Last-Event-ID`"},
+    },
 )
 async def all_events(
-    hub: HubDep, store: StoreDep, owner: OwnerDep, metrics: MetricsDep, last_event_id: str | None = Header(None)
+    hub: HubDep,
+    store: StoreDep,
+    owner: OwnerDep,
+    metrics: MetricsDep,
+    last_event_id: str | None = Header(None, description="The id of the last event this client saw"),
 ) -> Response:
     """Every change of every task (with API keys: of the caller's tasks), for dashboards: from now, or after
-    `Last-Event-ID` while it is kept."""
-    after = _after(last_event_id)
+    `Last-Event-ID` while the feed keeps it (EVENTS_MAXLEN, EVENTS_MAX_AGE). Ids are stream ids (`ms-seq`)."""
+    after = None
+    if last_event_id:
+        after = parse_event_id(last_event_id)
+        if after is None:
+            raise HTTPException(422, "invalid Last-Event-ID: expected an id of this stream, such as 1718000000000-0")
     await hub.start()
-    return EventSourceResponse(_follow_all(hub, store.redis, metrics, owner, after), headers=_HEADERS)
+    return EventSourceResponse(_follow_all(hub, store, metrics, owner, after), headers=_HEADERS)
 
 
 async def _follow_all(
-    hub: EventHub, redis: Redis, metrics: Metrics, owner: str | None, after: str | None
+    hub: EventHub, store: StatusStore, metrics: Metrics, owner: str | None, after: tuple[int, int] | None
 ) -> AsyncIterator[bytes]:
     first = True
+    sent: dict[int, tuple[int, int]] = {}  # partition -> position of the last event sent from it
     try:
-        async with hub.all_changes() as subscription:
-            while after is not None and (backlog := await read_all_events(redis, after)):
-                for old in backlog:
-                    if old.snapshot.visible_to(owner):
-                        yield _encode(old, first=first)
-                        first = False
-                    after = old.id
+        async with hub.all_changes(owner) as subscription:
+            if after is not None:
+                async for event, snapshot in _backlog(store, owner, after):
+                    yield _encode(snapshot, event.kind, event.id, first=first)
+                    first, sent[event.partition] = False, event.position
             while True:
                 try:
-                    event = await subscription.next(KEEPALIVE_SECONDS)
+                    change = await subscription.next(KEEPALIVE_SECONDS)
                 except TimeoutError:
                     yield _PING
                     continue
-                if event is None:
+                if change is None:
                     return  # this client fell too far behind; it resumes from the stream with Last-Event-ID
-                if after is not None and event_id_key(event.id) <= event_id_key(after):
+                event = change.event
+                if event.position <= sent.get(event.partition, (-1, -1)):
                     continue  # already sent from the backlog
-                if not event.snapshot.visible_to(owner):
-                    continue
-                yield _encode(event, first=first)
-                first, after = False, event.id
+                yield _encode(change.snapshot, event.kind, event.id, first=first)
+                first, sent[event.partition] = False, event.position
     except RedisError:
         metrics.redis_error("events")
+
+
+async def _backlog(
+    store: StatusStore, owner: str | None, after: tuple[int, int]
+) -> AsyncIterator[tuple[TaskEvent, Snapshot]]:
+    """What the feed kept after `after`, a batch at a time: only the caller's tasks' records are read."""
+    partitions = store.keys.partitions
+    start = after if partitions == 1 else (max(0, after[0] - _SKEW_MS), 0)
+    positions = {p: f"{start[0]}-{start[1]}" for p in store.keys.all_partitions()}
+    while True:
+        events = await read_after(store.redis, store.keys, positions, count=_BACKLOG_BATCH)
+        if not events:
+            return
+        for event in events:
+            positions[event.partition] = event.id
+        mine = [event for event in events if event.visible_to(owner)]
+        latest = {event.task_id: event for event in mine}
+        ids = list(latest)
+        snapshots = dict(zip(ids, await store.read_many(ids), strict=True))
+        for event in sorted(latest.values(), key=lambda e: e.position):
+            if (snapshot := snapshots.get(event.task_id)) is not None:
+                yield event, snapshot

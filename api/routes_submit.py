@@ -8,13 +8,13 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from uuid import uuid4
 
-from fastapi import APIRouter, BackgroundTasks, Body, Header, HTTPException, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Request, Response
 
 from api.auth import OwnerDep
 from api.deps import ExecutorDep, StoreDep
-from api.errors import STORE_RESPONSES, ErrorBody
+from api.errors import FULL_RESPONSES, STORE_RESPONSES, ErrorBody
+from api.params import parse_params
 from shared.logs import current_task_id
 from shared.record import TaskRecord
 from shared.store import IdempotencyConflict
@@ -39,6 +39,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "The Idempotency-Key was used with a different body"},
     413: {"model": ErrorBody, "description": "Request body too large"},
     **STORE_RESPONSES,
+    **FULL_RESPONSES,
 }
 
 
@@ -55,11 +56,20 @@ def submit_router(registry: TaskRegistry) -> APIRouter:
             description=(spec.fn.__doc__ or "").strip(),
             response_class=Response,
             responses=_RESPONSES,
+            openapi_extra=params_body(spec),
         )
     router.add_api_route(
         "/{name}", _unknown_task, methods=["POST"], include_in_schema=False, responses={404: {"model": ErrorBody}}
     )
     return router
+
+
+def params_body(spec: TaskSpec) -> dict[str, Any]:
+    """The request body's documentation (the body is read by `parse_params`, not by FastAPI)."""
+    model = spec.params_model
+    required = any(field.is_required() for field in model.model_fields.values())
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
 
 
 def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
@@ -73,35 +83,40 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
         request: Request,
         background: BackgroundTasks,
         idempotency_key: IdempotencyKey = None,
-        params: model = Body(... if required else None),  # type: ignore[valid-type]
     ) -> Response:
-        params_json = (params if params is not None else model()).model_dump_json()
-        task_id = str(uuid4())
+        params_json = parse_params(model, await request.body(), required=required)
+        mine = owner or ""
+        task_id = store.new_task_id(mine, idempotency_key)
         current_task_id.set(task_id)  # log lines from here on, and the in-process run, name the task
         idempotency = (idempotency_key, _fingerprint(spec.name, params_json)) if idempotency_key else None
+        plan = await executor.plan(task_id, spec.name, params_json, mine)
         try:
             created = await store.create(
                 task_id,
                 spec.name,
                 params_json,
                 executor.name,
-                owner=owner or "",
+                owner=mine,
                 max_attempts=spec.max_attempts,
                 idempotency=idempotency,
+                lease=plan.lease,
+                publish=plan.publish,
             )
         except IdempotencyConflict:
             raise HTTPException(409, "this Idempotency-Key was already used with a different request") from None
+        retry_after: str = request.app.state.retry_after
         if not created.new:
-            return _record_response(created.task_id, created.record, 200, request.app.state.retry_after)
+            return _record_response(created.task_id, created.snapshot.json, 200, retry_after)
         try:
-            await executor.dispatch(task_id, spec.name, params_json, background)
+            await executor.dispatch(task_id, spec.name, params_json, mine, plan, background)
         except Exception as exc:
             log.exception("task %s could not be dispatched", task_id)
-            await store.finish(task_id, "failed", attempt=None, error=f"DispatchError: {type(exc).__name__}")
+            error = f"DispatchError: {type(exc).__name__}"
+            await store.finish(task_id, "failed", owner=mine, name=spec.name, error=error)
             if idempotency_key:
-                await store.forget_idempotency_key(owner or "", idempotency_key)
+                await store.forget_idempotency_key(mine, idempotency_key)
             raise HTTPException(503, "the task could not be handed to its executor; try again") from None
-        return _record_response(task_id, created.record, 202, request.app.state.retry_after)
+        return _record_response(task_id, created.snapshot.json, 202, retry_after)
 
     return submit
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
+from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from api.auth import OwnerDep
@@ -12,8 +14,9 @@ from api.deps import ExecutorDep, StoreDep, bind_task_id
 from api.errors import STORE_RESPONSES, ErrorBody, invalid
 from api.hub import EventHub
 from api.polling import parse_etags, record_response, wait_for_change
+from shared.listing import Cursor, list_page
 from shared.record import TaskRecord, TaskState
-from shared.store import CancelOutcome, Cursor
+from shared.store import CancelOutcome
 
 router = APIRouter(
     prefix="/tasks",
@@ -23,6 +26,7 @@ router = APIRouter(
 )
 
 _JSON = "application/json"
+TaskIdPath = Annotated[UUID, Path(description="The task's id (a UUID, as `POST` answered it)")]
 
 
 class TaskPage(BaseModel):
@@ -41,13 +45,14 @@ def not_found(task_id: str) -> HTTPException:
         200: {"model": TaskRecord, "description": "The record, with its `ETag` (and `Retry-After` until it ends)"},
         304: {"description": "Unchanged: it still matches `If-None-Match`"},
         404: {"model": ErrorBody},
+        422: {"description": "Not a task id (a UUID), or a bad `wait`"},
     },
 )
 async def get_task(
     request: Request,
-    task_id: str,
     store: StoreDep,
     owner: OwnerDep,
+    task_id: TaskIdPath,
     wait: float = Query(0, ge=0, le=60, description="Hold the request up to this many seconds for a change"),
     if_none_match: str | None = Header(None),
 ) -> Response:
@@ -56,14 +61,15 @@ async def get_task(
     The hub and `Retry-After` come from the app state, not dependencies: this is the hottest route, and
     each dependency FastAPI resolves costs more than the Redis read's client side (the benchmark's profile).
     """
+    key = str(task_id)
     tags = parse_etags(if_none_match)
     if wait > 0:
         hub: EventHub = request.app.state.hub
-        snapshot = await wait_for_change(hub, store, task_id, wait, tags, owner)
+        snapshot = await wait_for_change(hub, store, key, wait, tags, owner)
     else:
-        snapshot = await store.read(task_id)
+        snapshot = await store.read(key)
     if snapshot is None or not snapshot.visible_to(owner):
-        raise not_found(task_id)
+        raise not_found(key)
     return record_response(snapshot, tags, request.app.state.retry_after)
 
 
@@ -72,18 +78,19 @@ async def list_tasks(
     store: StoreDep,
     owner: OwnerDep,
     state: TaskState | None = None,
-    name: str | None = None,
+    name: str | None = Query(None, max_length=100),
     limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = Query(None, description="`next_cursor` of the previous page"),
+    cursor: str | None = Query(None, max_length=400, description="`next_cursor` of the previous page"),
 ) -> Response:
-    """Task records, newest first."""
+    """Task records, newest first. A page may hold fewer than `limit` records (it stops at a few MB): go on
+    while `next_cursor` is set."""
     try:
         after = Cursor.decode(cursor) if cursor else None
     except ValueError:
         raise invalid(("query", "cursor"), "invalid cursor", cursor) from None
-    items, next_cursor = await store.list_json(owner=owner or "", state=state, name=name, limit=limit, cursor=after)
-    tail = json.dumps(next_cursor.encode() if next_cursor else None).encode()
-    return Response(b'{"items":[' + b",".join(items) + b'],"next_cursor":' + tail + b"}", media_type=_JSON)
+    page = await list_page(store, owner=owner or "", state=state, name=name, limit=limit, cursor=after)
+    tail = json.dumps(page.next_cursor.encode() if page.next_cursor else None).encode()
+    return Response(b'{"items":[' + b",".join(page.items) + b'],"next_cursor":' + tail + b"}", media_type=_JSON)
 
 
 @router.delete(
@@ -93,25 +100,28 @@ async def list_tasks(
         202: {"model": TaskRecord, "description": "Running; asked to stop, ends `cancelled` shortly"},
         404: {"model": ErrorBody},
         409: {"model": ErrorBody, "description": "The task had already finished"},
+        422: {"description": "Not a task id (a UUID)"},
     },
 )
 async def cancel_task(
-    task_id: str,
     store: StoreDep,
     executor: ExecutorDep,
     owner: OwnerDep,
     request: Request,
     background: BackgroundTasks,
+    task_id: TaskIdPath,
 ) -> Response:
-    """Cancel a task: at once if queued, cooperatively if running."""
-    reply = await store.cancel(task_id, owner)
+    """Cancel a task: at once if queued, cooperatively if running (it then ends `cancelled`, whatever it
+    returns)."""
+    key = str(task_id)
+    reply = await store.cancel(key, owner)
     if reply is None:
-        raise not_found(task_id)
-    outcome, raw = reply
+        raise not_found(key)
+    outcome, snapshot = reply
     if outcome is CancelOutcome.FINISHED:
-        state = json.loads(raw)["state"]
-        raise HTTPException(409, f"task {task_id} already finished ({state})")
-    background.add_task(executor.revoke, task_id)
+        raise HTTPException(409, f"task {key} already finished ({snapshot.state})")
+    background.add_task(executor.revoke, key)
     if outcome is CancelOutcome.CANCELLED:
-        return Response(raw, status_code=200, media_type=_JSON)
-    return Response(raw, status_code=202, media_type=_JSON, headers={"Retry-After": request.app.state.retry_after})
+        return Response(snapshot.json, status_code=200, media_type=_JSON)
+    headers = {"Retry-After": request.app.state.retry_after}
+    return Response(snapshot.json, status_code=202, media_type=_JSON, headers=headers)

@@ -83,7 +83,7 @@ SYSTEMS: dict[str, SystemSpec] = {
             0,
             "id",
             _ours,
-            poll_read=("HGETALL", "bgt:task:"),
+            poll_read=("GET", "bgt:"),
             notes="this project, EXECUTOR=background (FastAPI BackgroundTasks, status in Redis)",
         ),
         SystemSpec(
@@ -96,7 +96,7 @@ SYSTEMS: dict[str, SystemSpec] = {
             0,
             "id",
             _ours,
-            poll_read=("HGETALL", "bgt:task:"),
+            poll_read=("GET", "bgt:"),
             notes="this project, EXECUTOR=celery (Celery worker, status in Redis, no result backend)",
         ),
         SystemSpec(

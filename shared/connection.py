@@ -1,50 +1,88 @@
-"""Build the status store, runner and sweeper from settings: real Redis when REDIS_URL is set, else in memory."""
+"""Build the store, runner, keeper and sweeper from settings: real Redis when REDIS_URL is set, else in memory."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
+from shared.clock import RedisClock
+from shared.keeper import LeaseKeeper
+from shared.keys import Keyspace
 from shared.runner import Runner
 from shared.settings import Settings
 from shared.store import StatusStore
 from shared.sweeper import Requeuer, Sweeper
 from shared.tasks import TaskRegistry
 
+ClientFactory = Callable[[], Any]
+
 
 def redis_client(url: str, settings: Settings) -> Redis:
     """A client that answers within REDIS_TIMEOUT and, after Redis restarts, reconnects on the next command
     (its pooled connections are dead then; two quick retries replace them instead of failing a request).
-    No `health_check_interval`: the retries do that job, without a check on every command's hot path."""
-    return Redis.from_url(
+
+    A burst of requests waits for a free connection (up to REDIS_MAX_CONNECTIONS, at most REDIS_TIMEOUT)
+    instead of failing while Redis is healthy. No `health_check_interval`: the retries do that job, without
+    a check on every command's hot path."""
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout,
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         retry_on_error=[ConnectionError, TimeoutError],
     )
+    return Redis.from_pool(pool)  # closing the client closes its pool
 
 
-def open_redis(settings: Settings) -> Redis:
+def client_factory(settings: Settings) -> ClientFactory:
+    """Makes clients of the store's Redis: the API's, and one for the lease keeper's thread."""
     if settings.redis_url:
-        return redis_client(settings.redis_url, settings)
+        url = settings.redis_url
+        return lambda: redis_client(url, settings)
     import fakeredis  # the embedded dev mode only; imported late so production never needs it
 
-    return fakeredis.FakeAsyncRedis()
+    server = fakeredis.FakeServer()  # every client of this process shares the one in-memory store
+    return lambda: fakeredis.FakeAsyncRedis(server=server)
 
 
-def open_store(settings: Settings) -> StatusStore:
+def clone_client(redis: Any) -> Any:
+    """Another client of the same Redis (or the same in-memory store), with its own connections."""
+    pool = redis.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    return type(redis).from_pool(type(pool)(connection_class=pool.connection_class, **kwargs))
+
+
+def open_store(settings: Settings, client: Any = None) -> StatusStore:
     return StatusStore(
-        open_redis(settings),
+        client if client is not None else client_factory(settings)(),
         ttl_seconds=settings.result_ttl_seconds,
         lease_seconds=settings.lease_seconds,
-        task_events_maxlen=settings.task_events_maxlen,
         events_maxlen=settings.events_maxlen,
+        keys=Keyspace(settings.partitions),
+        clock=RedisClock(),
+        register_every=min(60.0, max(1.0, settings.sweep_interval * 6)),
+    )
+
+
+def sibling_store(store: StatusStore, client: Any) -> StatusStore:
+    """A store like `store` on another client (for another thread's event loop)."""
+    return StatusStore(
+        client,
+        ttl_seconds=store.ttl_seconds,
+        lease_seconds=store.lease_seconds,
+        events_maxlen=store.events_maxlen,
+        keys=store.keys,
+        clock=RedisClock(),
+        register_every=store.register_every,
     )
 
 
@@ -53,16 +91,49 @@ def process_name(prefix: str | None = None) -> str:
     return f"{prefix or socket.gethostname()}:{os.getpid()}"
 
 
-def make_runner(settings: Settings, store: StatusStore, registry: TaskRegistry, *, worker: str) -> Runner:
+def make_keeper(
+    store: StatusStore, *, worker: str, interval: float, heartbeat_interval: float, clients: ClientFactory | None = None
+) -> LeaseKeeper:
+    make_client = clients or (lambda: clone_client(store.redis))
+    return LeaseKeeper(
+        lambda: sibling_store(store, make_client()),
+        worker=worker,
+        interval=interval,
+        heartbeat_interval=heartbeat_interval,
+    )
+
+
+def make_runner(
+    settings: Settings,
+    store: StatusStore,
+    registry: TaskRegistry,
+    *,
+    worker: str,
+    optimistic: str,
+    clients: ClientFactory | None = None,
+) -> Runner:
+    keeper = make_keeper(
+        store,
+        worker=worker,
+        interval=settings.progress_interval,
+        heartbeat_interval=settings.heartbeat_interval,
+        clients=clients,
+    )
     return Runner(
         store,
         registry,
         worker=worker,
-        progress_interval=settings.progress_interval,
-        heartbeat_interval=settings.heartbeat_interval,
+        keeper=keeper,
         time_limit=settings.task_time_limit,
+        max_result_bytes=settings.max_result_bytes,
+        optimistic=optimistic,
     )
 
 
 def make_sweeper(settings: Settings, store: StatusStore, requeue: Requeuer | None) -> Sweeper:
-    return Sweeper(store, requeue, interval=settings.sweep_interval)
+    return Sweeper(
+        store,
+        requeue,
+        interval=settings.sweep_interval,
+        events_age=settings.events_age,
+    )

@@ -26,10 +26,20 @@ class Settings(BaseSettings):
     progress_interval: float = Field(default=0.5, gt=0, le=60)
     # A running task touches its record at least this often, and learns of a cancellation then.
     heartbeat_interval: float = Field(default=2.0, gt=0, le=300)
-    # Events kept in the stream of all task changes (the dashboard's feed), trimmed approximately.
+    # Events kept in each partition's stream of task changes (the dashboard's feed), trimmed approximately...
     events_maxlen: int = Field(default=10_000, ge=100)
-    # Events kept in each task's own stream (what a reconnecting SSE client can still replay).
-    task_events_maxlen: int = Field(default=1_000, ge=10)
+    # ...and for at most this many seconds (never longer than RESULT_TTL_SECONDS): what a client can resume.
+    events_max_age: int = Field(default=3600, gt=0)
+    # A Redis Cluster: REDIS_URL names any node. The status store then spreads over STORE_PARTITIONS slots.
+    redis_cluster: bool = False
+    # Partitions of the structures that span tasks (leases, indexes, event streams); default 1, 16 on a cluster.
+    store_partitions: int | None = Field(default=None, ge=1, le=1024)
+    # Redis connections each process may open; a request waits up to REDIS_TIMEOUT for a free one (then 503).
+    redis_max_connections: int = Field(default=200, ge=2)
+    # A task's result larger than this (JSON bytes) fails the task with ResultTooLarge: a record stays bounded.
+    max_result_bytes: int = Field(default=1_048_576, gt=0)
+    # Celery re-delivers a message taken by a worker that died before starting it after this many seconds.
+    celery_visibility_timeout: int = Field(default=300, ge=10)
     # Log lines as text or as one JSON object a line; either way a line about a task names its id.
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -47,6 +57,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default=[], repr=False)
     # Browser origins allowed by CORS; empty means no CORS headers at all.
     cors_origins: Annotated[list[str], NoDecode] = []
+    # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (its counts cover every owner).
+    metrics_token: str | None = Field(default=None, repr=False)
     # Request bodies larger than this are refused with 413.
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 
@@ -74,9 +86,13 @@ class Settings(BaseSettings):
         return self.celery_broker_url or self.redis_url
 
     @property
-    def visibility_timeout(self) -> int:
-        """Celery re-delivers an unacknowledged message after this long: longer than any task may run."""
-        return int(self.task_time_limit + 2 * self.lease_seconds + 60)
+    def partitions(self) -> int:
+        return self.store_partitions or (16 if self.redis_cluster else 1)
+
+    @property
+    def events_age(self) -> int:
+        """Seconds the event feed keeps an entry: never longer than the records it speaks of."""
+        return min(self.events_max_age, self.result_ttl_seconds)
 
 
 def load_settings() -> Settings:

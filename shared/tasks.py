@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -21,6 +23,8 @@ from typing import Any, TypeVar, get_type_hints
 from pydantic import BaseModel
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_MESSAGE = 500  # characters of a progress message kept: a record's size stays bounded
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a task name is a URL path segment and part of Redis keys
 
 
 class TaskCancelled(Exception):
@@ -43,9 +47,10 @@ class TaskContext:
         self._stop = threading.Event()  # set from the event loop, read from a worker thread
 
     def progress(self, fraction: float, message: str | None = None) -> None:
-        """Report how far the task is (0..1, clamped) with an optional message."""
-        self.fraction = min(1.0, max(0.0, float(fraction)))
-        self.message = message
+        """Report how far the task is (0..1, clamped) with an optional message (cut at MAX_MESSAGE characters)."""
+        value = float(fraction)
+        self.fraction = min(1.0, max(0.0, value)) if math.isfinite(value) else self.fraction
+        self.message = message if message is None or len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
         self.version += 1
 
     @property
@@ -107,6 +112,8 @@ class TaskRegistry:
                 retry_backoff_max=retry_backoff_max,
                 time_limit=time_limit,
             )
+            if not _NAME.fullmatch(spec.name):
+                raise ValueError(f"task name {spec.name!r}: use letters, digits, '_', '.' and '-' (at most 100)")
             if spec.name in self._tasks:
                 raise ValueError(f"task {spec.name!r} is already registered")
             self._tasks[spec.name] = spec

@@ -11,6 +11,7 @@ import statistics
 import sys
 import threading
 import time
+import uuid
 
 import httpx
 from redis.asyncio import Redis
@@ -29,7 +30,7 @@ def measure(runs: int) -> list[float]:
     latencies: list[float] = []
     try:
         for i in range(runs):
-            task_id = f"latency-{i}"
+            task_id = str(uuid.uuid4())
             loop.run_until_complete(store.create(task_id, "sleep", "{}", "background"))
             etag = httpx.get(f"{base}/tasks/{task_id}").headers["etag"]
             answered: dict[str, float | str] = {}
@@ -42,7 +43,7 @@ def measure(runs: int) -> list[float]:
             poller.start()
             time.sleep(0.15)  # the poll is waiting by now
             changed_at = time.perf_counter()
-            loop.run_until_complete(store.start(task_id, "elsewhere:1"))
+            loop.run_until_complete(store.claim(task_id, "elsewhere:1"))
             poller.join(40)
             if answered.get("state") != "running":
                 raise RuntimeError(f"run {i}: the long-poll answered {answered}")

@@ -188,9 +188,14 @@ def test_only_json_runs_and_a_task_delivered_twice_runs_once(procs: Procs) -> No
 
     task = submit(api, "sleep", {"seconds": 1.5})
     wait_for(api, task["id"], lambda r: r["state"] == "running", what="running")
-    sender.send_task("sleep", args=[json.dumps(task["params"])], task_id=task["id"])  # while it runs
+    params = [json.dumps(task["params"])]
+    # A re-sent message (as the sweeper sends, or the broker re-delivers): claimed before it runs, so refused.
+    sender.send_task("sleep", args=params, kwargs={"owner": "", "eager": True}, task_id=task["id"])  # while it runs
     first = wait_finished(api, task["id"])
-    sender.send_task("sleep", args=[json.dumps(task["params"])], task_id=task["id"])  # after it ended
+    sender.send_task("sleep", args=params, kwargs={"owner": "", "eager": True}, task_id=task["id"])  # after it ended
+    # A second copy sent by hand, unmarked: a task that allows several attempts starts optimistically, and is
+    # stopped within a progress interval, when its start is refused; its outcome is discarded.
+    sender.send_task("sleep", args=params, kwargs={"owner": ""}, task_id=task["id"])
 
     pickled_id = str(uuid.uuid4())
 
@@ -203,9 +208,10 @@ def test_only_json_runs_and_a_task_delivered_twice_runs_once(procs: Procs) -> No
     sender.send_task("noop", args=["{}"], task_id=pickled_id, serializer="pickle")
     assert wait_finished(api, submit(api, "noop")["id"])["state"] == "succeeded"
 
-    wait_until(lambda: worker.log().count(f"sleep[{task['id']}] received") == 3, timeout=20, what="both copies")
+    wait_until(lambda: worker.log().count(f"sleep[{task['id']}] received") == 4, timeout=20, what="every copy")
     wait_until(lambda: "Refusing to deserialize" in worker.log(), timeout=20, what="the pickle to be refused")
     wait_until(lambda: worker.log().count(f"task {task['id']} not started") == 2, timeout=20, what="both refusals")
+    wait_until(lambda: f"task {task['id']}: outcome" in worker.log(), timeout=20, what="the unmarked copy stopped")
     again = get(api, task["id"])
     assert (again["state"], again["attempts"], again["finished_at"]) == ("succeeded", 1, first["finished_at"])
     never = get(api, pickled_id)

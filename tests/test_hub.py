@@ -1,70 +1,103 @@
-"""The per-process event hub: one reader wakes waiters of a task and feeds subscribers of every task."""
+"""The per-process event hub: one reader hands waiters of a task its newer records and feeds every-task
+subscribers, reading each changed record once."""
 
 from __future__ import annotations
 
 import pytest
 
-from api.hub import EventHub
-from shared.feed import TaskEvent
+from api.hub import Change, EventHub
 from shared.store import StatusStore
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_waiter_is_woken_by_a_change_of_its_task_only(store: StatusStore) -> None:
-    hub = EventHub(store.redis)
+async def test_a_waiter_gets_the_newer_record_of_its_task_only(store: StatusStore) -> None:
+    hub = EventHub(store)
     await store.create("mine", "sleep", "{}", "background")
     await store.create("other", "sleep", "{}", "background")
     try:
         async with hub.task_changes("mine") as mine:
-            await store.start("other", "w:1")
-            await store.start("mine", "w:1")
-            assert await mine.wait(10) is True
-            assert await mine.wait(0.2) is False  # one change, one wake (the other task's did not count)
+            await store.claim("other", "w:1")
+            await store.claim("mine", "w:1")
+            got = await mine.wait(10)
+            assert got is not None
+            assert (got.task_id, got.state) == ("mine", "running")
+            assert await mine.wait(0.2) is None  # one change, one wake (the other task's did not count)
     finally:
         await hub.close()
 
 
-async def test_a_subscriber_gets_every_event_in_order_and_metrics_see_them(store: StatusStore) -> None:
-    seen: list[TaskEvent] = []
-    hub = EventHub(store.redis, on_event=seen.append)
+async def test_a_subscriber_gets_the_changes_in_order_with_the_latest_records(store: StatusStore) -> None:
+    hub = EventHub(store)
     try:
-        async with hub.all_changes() as feed:
+        async with hub.all_changes(None) as feed:
             await store.create("a", "noop", "{}", "celery")
             await store.create("b", "noop", "{}", "celery")
-            await store.start("a", "w:1")
-            got = [await feed.next(10) for _ in range(3)]
-        assert [(e.snapshot.task_id, e.snapshot.state) for e in got if e] == [
-            ("a", "queued"),
-            ("b", "queued"),
-            ("a", "running"),
-        ]
-        assert [e.id for e in seen] == [e.id for e in got if e]
+            await store.claim("a", "w:1")
+            got: list[Change] = []
+            while not any(c.event.task_id == "a" and c.event.state == "running" for c in got):
+                change = await feed.next(10)
+                assert change is not None
+                got.append(change)
+        # In stream order; changes that land in one read are handed over once per task (its last one, with
+        # its record): the record is the same either way.
+        positions = [c.event.position for c in got]
+        assert positions == sorted(positions)
+        assert {c.event.task_id for c in got} == {"a", "b"}
+        assert all(c.snapshot.task_id == c.event.task_id for c in got)
+        assert got[-1].snapshot.state == "running"
+    finally:
+        await hub.close()
+
+
+async def test_a_subscriber_sees_only_its_owners_changes(store: StatusStore) -> None:
+    hub = EventHub(store)
+    try:
+        async with hub.all_changes("alice") as feed:
+            await store.create("theirs", "noop", "{}", "celery", owner="bob")
+            await store.create("mine", "noop", "{}", "celery", owner="alice")
+            change = await feed.next(10)
+        assert change is not None
+        assert change.event.task_id == "mine"
     finally:
         await hub.close()
 
 
 async def test_the_hub_follows_from_its_start(store: StatusStore) -> None:
     await store.create("before", "noop", "{}", "background")
-    hub = EventHub(store.redis)
+    hub = EventHub(store)
     try:
         await hub.start()
-        async with hub.all_changes() as feed:
+        async with hub.all_changes(None) as feed:
             await store.create("after", "noop", "{}", "background")
             first = await feed.next(10)
         assert first is not None
-        assert (first.snapshot.task_id, first.snapshot.state) == ("after", "queued")  # "before" was not replayed
+        assert (first.event.task_id, first.snapshot.state) == ("after", "queued")  # "before" was not replayed
     finally:
         await hub.close()
 
 
 async def test_a_subscriber_that_falls_behind_is_told_to_resume(store: StatusStore) -> None:
-    hub = EventHub(store.redis)
+    hub = EventHub(store)
     try:
-        async with hub.all_changes(size=2) as feed:
+        async with hub.all_changes(None, size=2) as feed:
             for i in range(4):
                 await store.create(f"t{i}", "noop", "{}", "background")
-            assert await feed.next(10) is None  # the end marker, in place of what it could not hold
+                await store.claim(f"t{i}", "w:1")
+            while (change := await feed.next(10)) is not None:
+                assert change.event.task_id.startswith("t")
             assert feed.overflowed  # the stream closes there; the client resumes with Last-Event-ID
+    finally:
+        await hub.close()
+
+
+async def test_a_hub_nobody_waits_on_reads_nothing(store: StatusStore) -> None:
+    hub = EventHub(store)
+    try:
+        assert not hub.running
+        await store.create("t", "noop", "{}", "background")
+        assert not hub.running  # no reader without a waiter: no command per task
+        async with hub.task_changes("t"):
+            assert hub.running
     finally:
         await hub.close()

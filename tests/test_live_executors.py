@@ -138,11 +138,15 @@ def test_bad_input_gets_json_errors_not_500(api: tuple[str, str]) -> None:
         httpx.post(f"{base}/tasks/sleep", json={"seconds": "long"}),
         httpx.post(f"{base}/tasks/cpu", json={"rounds": 10**9}),
         httpx.post(f"{base}/tasks/sleep", content=b"{", headers={"content-type": "application/json"}),
-        httpx.get(f"{base}/tasks/does-not-exist"),
-        httpx.delete(f"{base}/tasks/does-not-exist"),
+        httpx.get(f"{base}/tasks/00000000-0000-4000-8000-000000000000"),
+        httpx.delete(f"{base}/tasks/00000000-0000-4000-8000-000000000000"),
+        httpx.get(f"{base}/tasks/does-not-exist"),  # not even a task id: the path is wrong
         httpx.get(f"{base}/tasks", params={"limit": 1000}),
+        httpx.post(f"{base}/tasks/sleep", content=b'{"seconds": 1e400}', headers={"content-type": "application/json"}),
+        httpx.post(f"{base}/tasks/noop", content=b'{"value": NaN}', headers={"content-type": "application/json"}),
+        httpx.post(f"{base}/tasks/noop", content=b'{"value": "\\ud800"}', headers={"content-type": "application/json"}),
     ]
-    assert [resp.status_code for resp in cases] == [404, 422, 422, 422, 404, 404, 422]
+    assert [resp.status_code for resp in cases] == [404, 422, 422, 422, 404, 404, 422, 422, 422, 422, 422]
     assert all(resp.headers["content-type"] == "application/json" for resp in cases)
 
 

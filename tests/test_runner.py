@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
+from shared.connection import clone_client, make_keeper
 from shared.record import TaskRecord
 from shared.runner import SHUTDOWN_LOST, Runner, backoff
 from shared.store import StatusStore
+from shared.sweeper import Sweeper
 from shared.tasks import TaskCancelled, TaskContext, TaskRegistry
 
 pytestmark = pytest.mark.anyio
@@ -81,6 +84,17 @@ def make_registry(release: threading.Event) -> TaskRegistry:
         while not ctx.cancelled:
             time.sleep(0.01)
 
+    @tasks.task()
+    async def hogs_its_loop(params: Args, ctx: TaskContext) -> str:
+        """CPU work written as `async def`: it never yields for `n` tenths of a second."""
+        ctx.progress(0.5, "hogging")
+        time.sleep(params.n / 10)  # noqa: ASYNC251 - blocking the loop is the point
+        return "done"
+
+    @tasks.task()
+    async def huge(params: Args) -> str:
+        return "x" * 2_000
+
     return tasks
 
 
@@ -89,14 +103,24 @@ def release() -> threading.Event:
     return threading.Event()
 
 
-@pytest.fixture
-def runner(store: StatusStore, release: threading.Event) -> Runner:
-    return Runner(store, make_registry(release), worker="test:1", progress_interval=0.02, heartbeat_interval=0.05)
+def make_runner(store: StatusStore, release: threading.Event, **options: Any) -> Runner:
+    keeper = make_keeper(store, worker="test:1", interval=0.02, heartbeat_interval=0.05)
+    return Runner(store, make_registry(release), worker="test:1", keeper=keeper, **options)
+
+
+@pytest.fixture(params=["always", "never"])
+def runner(request: pytest.FixtureRequest, store: StatusStore, release: threading.Event) -> Iterator[Runner]:
+    """Both ways of starting: optimistic (the start written with the end when short) and claimed first."""
+    made = make_runner(store, release, optimistic=request.param)
+    yield made
+    release.set()
+    made.keeper.stop()
 
 
 async def run(runner: Runner, name: str, params: str = '{"n": 21}') -> TaskRecord:
     task_id = f"id-{name}"
-    await runner.store.create(task_id, name, params, "background")
+    attempts = runner.registry.get(name).max_attempts if name in runner.registry else 1
+    await runner.store.create(task_id, name, params, "background", lease="q", max_attempts=attempts)
     await asyncio.wait_for(runner.run(task_id, name, params), timeout=10)
     rec = await runner.store.get(task_id)
     assert rec is not None
@@ -145,10 +169,12 @@ async def test_an_unknown_task_name_fails_instead_of_staying_queued(runner: Runn
     assert rec.error == "UnknownTask: no task 'not_registered_here' is registered here"
 
 
-async def test_a_task_that_is_not_queued_is_not_run(runner: Runner, release: threading.Event) -> None:
+async def test_a_task_that_is_not_queued_is_not_run_or_is_stopped_at_once(runner: Runner) -> None:
     await runner.store.create("t", "waits_for_release", "{}", "background")
     await runner.store.cancel("t")
-    await asyncio.wait_for(runner.run("t", "waits_for_release", "{}"), timeout=5)
+    # Claimed first, it never runs; optimistic, its start is refused within a progress interval and the
+    # runner stops waiting for it (a thread cannot be killed; its result would be void).
+    assert await asyncio.wait_for(runner.run("t", "waits_for_release", "{}"), timeout=5) is None
     rec = await runner.store.get("t")
     assert rec is not None
     assert (rec.state, rec.attempts, rec.progress) == ("cancelled", 0, 0.0)
@@ -209,10 +235,11 @@ async def test_an_attempt_over_its_time_limit_fails(runner: Runner, name: str) -
 
 
 async def test_the_settings_time_limit_caps_every_task(store: StatusStore, release: threading.Event) -> None:
-    capped = Runner(
-        store, make_registry(release), worker="t:1", progress_interval=0.02, heartbeat_interval=0.05, time_limit=0.1
-    )
-    rec = await run(capped, "waits_forever")
+    capped = make_runner(store, release, time_limit=0.1)
+    try:
+        rec = await run(capped, "waits_forever")
+    finally:
+        capped.keeper.stop()
     assert rec.error == "TimeLimitExceeded: attempt 1 ran longer than 0.1 s"
 
 
@@ -238,3 +265,58 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
         assert len(delays) > 1  # jittered
     capped = replace(spec, retry_backoff=10, retry_backoff_max=15)
     assert all(7.5 <= backoff(capped, 5) <= 15 for _ in range(50))
+
+
+async def test_a_result_over_the_size_limit_fails_the_task(store: StatusStore, release: threading.Event) -> None:
+    limited = make_runner(store, release, max_result_bytes=1_000)
+    try:
+        rec = await run(limited, "huge")
+    finally:
+        limited.keeper.stop()
+    assert rec.state == "failed"
+    assert rec.error is not None
+    assert rec.error.startswith("ResultTooLarge: 2002 bytes of JSON")
+
+
+async def test_a_short_task_writes_its_start_and_end_together(store: StatusStore, release: threading.Event) -> None:
+    optimistic = make_runner(store, release, optimistic="always")
+    try:
+        rec = await run(optimistic, "double")
+    finally:
+        optimistic.keeper.stop()
+    assert (rec.state, rec.attempts, rec.worker) == ("succeeded", 1, "test:1")
+    assert [h.state for h in rec.history or []] == ["queued", "running", "succeeded"]
+    assert await store.redis.zcard(store.keys.leases(0)) == 0  # nothing left leased
+
+
+async def test_a_task_that_blocks_its_event_loop_is_not_taken_for_dead(
+    store: StatusStore, release: threading.Event
+) -> None:
+    """Its heartbeats come from the keeper's thread, so a sweeper never sees its lease run out."""
+    short = StatusStore(store.redis, ttl_seconds=600, lease_seconds=0.3)
+    hog = make_runner(short, release)
+    sweeps: list[list[tuple[str, str]]] = []
+    stop = threading.Event()
+
+    def sweep_meanwhile() -> None:
+        async def loop() -> None:
+            other = StatusStore(clone_client(store.redis), ttl_seconds=600, lease_seconds=0.3)
+            sweeper = Sweeper(other, None, interval=0.05, grace=0)
+            while not stop.is_set():
+                sweeps.append(await sweeper.sweep_once())
+                await asyncio.sleep(0.05)
+            await other.redis.aclose()
+
+        asyncio.run(loop())
+
+    sweeping = threading.Thread(target=sweep_meanwhile)
+    sweeping.start()
+    try:
+        rec = await run(hog, "hogs_its_loop", '{"n": 12}')  # blocks its loop for 1.2 s: four leases
+    finally:
+        stop.set()
+        sweeping.join(5)
+        hog.keeper.stop()
+    assert (rec.state, rec.result, rec.attempts) == ("succeeded", "done", 1)
+    assert len(sweeps) > 5
+    assert all(settled == [] for settled in sweeps)

@@ -2,7 +2,12 @@
 
 Celery is only the transport here. Results, progress and errors live in our status store, so Celery's
 result backend stays off, and only JSON crosses the broker. Delivery is at-least-once (late acks,
-re-queued when a worker process dies) and the store's compare-and-set start makes it run-once.
+re-queued when a worker process dies) and the store's compare-and-set claim makes it run-once.
+
+A running task is kept alive by its lease, not by its unacknowledged message: a worker that died while
+running it is found by the sweeper. The message only covers the moment between delivery and start, so
+Celery may re-deliver a message held for CELERY_VISIBILITY_TIMEOUT (a duplicate of a task that runs or
+ended is refused by the claim).
 """
 
 from __future__ import annotations
@@ -11,14 +16,17 @@ import asyncio
 import contextvars
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
 import anyio
 from celery import Celery, Task
+from celery.exceptions import Reject
+from redis.exceptions import RedisError
 
-from shared.connection import make_runner, make_sweeper, open_store, process_name
+from shared.connection import client_factory, make_runner, make_sweeper, open_store, process_name
 from shared.logs import task_logging
 from shared.runner import Runner
 from shared.settings import Settings
@@ -27,6 +35,8 @@ from shared.sweeper import Requeuer
 from shared.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
+
+_REQUEUE_PAUSE = 2.0  # seconds a worker waits before giving back a message it could not claim
 
 
 def make_celery(settings: Settings, tasks: TaskRegistry) -> Celery:
@@ -46,21 +56,27 @@ def make_celery(settings: Settings, tasks: TaskRegistry) -> Celery:
         worker_prefetch_multiplier=1,
         # Keep running through a broker blip; a re-delivered duplicate is refused by the store's start.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.celery_visibility_timeout,
+            "unacked_restore_throttle": 1,  # look for messages to re-deliver every 10 s, not every 100 s
+        },
     )
     for spec in tasks:
         app.task(name=spec.name, bind=True, shared=False)(_entry_point(spec.name, settings, tasks))
     return app
 
 
-async def send(app: Celery, task_id: str, name: str, params_json: str) -> None:
+async def send(app: Celery, task_id: str, name: str, params_json: str, owner: str, *, eager: bool = False) -> None:
     """Publish one task message; the Celery task id is the record's id."""
-    await anyio.to_thread.run_sync(partial(app.send_task, name, args=[params_json], task_id=task_id))
+    from api.executors import message_kwargs
+
+    kwargs = message_kwargs(owner, eager=eager)
+    await anyio.to_thread.run_sync(partial(app.send_task, name, args=[params_json], kwargs=kwargs, task_id=task_id))
 
 
 def requeuer(app: Celery) -> Requeuer:
     async def requeue(job: Requeue) -> None:
-        await send(app, job.task_id, job.name, job.params_json)
+        await send(app, job.task_id, job.name, job.params_json, job.owner, eager=True)
 
     return requeue
 
@@ -75,18 +91,39 @@ class _ThreadRuntime(threading.local):
 _runtime = _ThreadRuntime()
 
 
-def _entry_point(name: str, settings: Settings, tasks: TaskRegistry) -> Callable[[Task[Any, Any], str], None]:
-    def run(self: Task[Any, Any], params_json: str) -> None:
+def _entry_point(name: str, settings: Settings, tasks: TaskRegistry) -> Callable[..., None]:
+    def run(self: Task[Any, Any], params_json: str, owner: str = "", eager: bool = False) -> None:
         if _runtime.loop is None or _runtime.runner is None:
             _runtime.loop = asyncio.Runner()
             node = process_name(self.request.hostname)
-            _runtime.runner = make_runner(settings, open_store(settings), tasks, worker=node)
+            clients = client_factory(settings)
+            runner = make_runner(
+                settings, open_store(settings, clients()), tasks, worker=node, optimistic="retryable", clients=clients
+            )
+            _runtime.runner = runner
         task_id = str(self.request.id)
+        # A re-delivered message may be a run that began and died: claim before running, so it counts.
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         with task_logging(task_id):  # the run gets a copy of this context (asyncio.Runner would reuse its first)
-            _runtime.loop.run(_runtime.runner.run(task_id, name, params_json), context=contextvars.copy_context())
+            job = _runtime.runner.run(task_id, name, params_json, owner, eager=eager or redelivered)
+            _run_or_requeue(_runtime.loop, job, task_id)
 
     run.__name__ = name
     return run
+
+
+def _run_or_requeue(loop: asyncio.Runner, job: Coroutine[Any, Any, str | None], task_id: str) -> str | None:
+    """Run it; if the store cannot be reached to claim it, give the message back instead of dropping it.
+
+    The runner raises a Redis error only before the body ran (a claim); every later write is retried. So
+    the message is put back on the queue, for this or another worker to try again once Redis answers.
+    """
+    try:
+        return loop.run(job, context=contextvars.copy_context())
+    except RedisError as exc:
+        log.warning("task %s: the status store is unreachable, message returned to the queue: %s", task_id, exc)
+        time.sleep(_REQUEUE_PAUSE)  # do not spin on a message while Redis is down
+        raise Reject(f"status store unreachable: {type(exc).__name__}", requeue=True) from None
 
 
 def sweep_in_background(app: Celery, settings: Settings) -> threading.Thread:
