@@ -11,13 +11,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Request, Response
 
-from api.auth import OwnerDep
-from api.deps import ExecutorDep, StoreDep
+from api.auth import SECURED, owner_from
 from api.errors import FULL_RESPONSES, STORE_RESPONSES, ErrorBody
+from api.executors import Executor
 from api.params import parse_params
 from shared.logs import current_task_id
 from shared.record import TaskRecord
-from shared.store import IdempotencyConflict
+from shared.store import IdempotencyConflict, StatusStore
 from shared.tasks import TaskRegistry, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def submit_router(registry: TaskRegistry) -> APIRouter:
             description=(spec.fn.__doc__ or "").strip(),
             response_class=Response,
             responses=_RESPONSES,
-            openapi_extra=params_body(spec),
+            openapi_extra={**params_body(spec), **SECURED},
         )
     router.add_api_route(
         "/{name}", _unknown_task, methods=["POST"], include_in_schema=False, responses={404: {"model": ErrorBody}}
@@ -76,16 +76,12 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
     model = spec.params_model
     required = any(field.is_required() for field in model.model_fields.values())
 
-    async def submit(
-        store: StoreDep,
-        executor: ExecutorDep,
-        owner: OwnerDep,
-        request: Request,
-        background: BackgroundTasks,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
+    async def submit(request: Request, background: BackgroundTasks, idempotency_key: IdempotencyKey = None) -> Response:
+        """(No dependencies beyond these: see `owner_from`.)"""
+        mine = owner_from(request) or ""
+        store: StatusStore = request.app.state.store
+        executor: Executor = request.app.state.executor
         params_json = parse_params(model, await request.body(), required=required)
-        mine = owner or ""
         task_id = store.new_task_id(mine, idempotency_key)
         current_task_id.set(task_id)  # log lines from here on, and the in-process run, name the task
         idempotency = (idempotency_key, _fingerprint(spec.name, params_json)) if idempotency_key else None

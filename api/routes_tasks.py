@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel
 
-from api.auth import OwnerDep
+from api.auth import SECURED, OwnerDep, owner_from
 from api.deps import ExecutorDep, StoreDep, bind_task_id
 from api.errors import STORE_RESPONSES, ErrorBody, invalid
 from api.hub import EventHub
 from api.polling import parse_etags, record_response, wait_for_change
 from shared.listing import Cursor, list_page
+from shared.logs import current_task_id
 from shared.record import TaskRecord, TaskState
-from shared.store import CancelOutcome
+from shared.store import CancelOutcome, StatusStore
 
-router = APIRouter(
-    prefix="/tasks",
-    tags=["tasks"],
-    dependencies=[Depends(bind_task_id)],
-    responses={401: {"model": ErrorBody, "description": "Missing or invalid API key"}, **STORE_RESPONSES},
-)
+_COMMON: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or invalid API key"},
+    **STORE_RESPONSES,
+}
+router = APIRouter(prefix="/tasks", tags=["tasks"], responses=_COMMON)
+bound = [Depends(bind_task_id)]  # log lines about a request for one task name it
 
 _JSON = "application/json"
 TaskIdPath = Annotated[UUID, Path(description="The task's id (a UUID, as `POST` answered it)")]
@@ -41,6 +42,7 @@ def not_found(task_id: str) -> HTTPException:
 
 @router.get(
     "/{task_id}",
+    openapi_extra=SECURED,
     responses={
         200: {"model": TaskRecord, "description": "The record, with its `ETag` (and `Retry-After` until it ends)"},
         304: {"description": "Unchanged: it still matches `If-None-Match`"},
@@ -50,18 +52,20 @@ def not_found(task_id: str) -> HTTPException:
 )
 async def get_task(
     request: Request,
-    store: StoreDep,
-    owner: OwnerDep,
     task_id: TaskIdPath,
     wait: float = Query(0, ge=0, le=60, description="Hold the request up to this many seconds for a change"),
     if_none_match: str | None = Header(None),
 ) -> Response:
     """The task's record: one Redis read, sent as stored. With `wait`, answers as soon as it changes.
 
-    The hub and `Retry-After` come from the app state, not dependencies: this is the hottest route, and
-    each dependency FastAPI resolves costs more than the Redis read's client side (the benchmark's profile).
+    No dependencies: the store, the hub, the caller's key and `Retry-After` come from the request and the app
+    state. This is the hottest route, and each dependency FastAPI resolves costs more than the Redis read's
+    client side (the benchmark's profile).
     """
     key = str(task_id)
+    current_task_id.set(key)
+    owner = owner_from(request)
+    store: StatusStore = request.app.state.store
     tags = parse_etags(if_none_match)
     if wait > 0:
         hub: EventHub = request.app.state.hub
@@ -73,7 +77,7 @@ async def get_task(
     return record_response(snapshot, tags, request.app.state.retry_after)
 
 
-@router.get("", responses={200: {"model": TaskPage}})
+@router.get("", responses={200: {"model": TaskPage}}, dependencies=bound)
 async def list_tasks(
     store: StoreDep,
     owner: OwnerDep,
@@ -95,6 +99,7 @@ async def list_tasks(
 
 @router.delete(
     "/{task_id}",
+    dependencies=bound,
     responses={
         200: {"model": TaskRecord, "description": "Cancelled at once (it was queued)"},
         202: {"model": TaskRecord, "description": "Running; asked to stop, ends `cancelled` shortly"},

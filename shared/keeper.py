@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from shared.store import ProgressReply, StatusStore
 from shared.tasks import TaskContext
@@ -133,9 +133,14 @@ class LeaseKeeper:
             for a, version in zip(due, versions, strict=True):
                 progress = (a.ctx.fraction, a.ctx.message) if version != a.written_version else None
                 keys, args = store.report_call(a.task_id, a.attempt, progress)
-                await store.scripts.report(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute()
+                store.scripts.report.queue(pipe, keys=keys, args=args)
+            replies = await pipe.execute(raise_on_error=False)
         for a, version, reply in zip(due, versions, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                await store.scripts.report.load()  # Redis restarted: written next round
+                continue
+            if isinstance(reply, Exception):
+                raise reply
             a.written_version, a.last_write = version, now
             if (answer := ProgressReply(int(reply))) is not ProgressReply.CONTINUE:
                 a.on_stop(answer)

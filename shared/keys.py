@@ -8,8 +8,8 @@ metrics) read every partition. On a single Redis, one partition is enough and ch
 
 from __future__ import annotations
 
+import os
 import random
-import uuid
 import zlib
 from dataclasses import dataclass
 
@@ -19,6 +19,16 @@ ACTIVE = "active"  # the index bucket of queued and running tasks
 PROCESSES = f"{PREFIX}:processes"  # hash: process name -> what it reported last (workers panel)
 _NO_OWNER = "-"
 _LOW_BITS = 1 << 32
+
+
+def _uuid4() -> str:
+    """`str(uuid.uuid4())` at a third of its cost (it is made on every POST): 122 random bits, version 4,
+    RFC 4122 variant."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +50,7 @@ class Keyspace:
 
     def new_task_id(self, partition: int | None = None) -> str:
         """A random UUID4 in `partition` (or a random one): its last 32 bits are chosen to land there."""
-        text = str(uuid.uuid4())
+        text = _uuid4()
         if self.partitions == 1:
             return text
         target = random.randrange(self.partitions) if partition is None else partition

@@ -220,8 +220,8 @@ class Runner:
                 )
                 if reply is FinishReply.NOT_OURS:
                     log.info("task %s: outcome %s not stored, no longer ours", task_id, outcome.state)
-                elif reply is FinishReply.ENDED:
-                    log.info("task %s %s", task_id, stored)
+                elif reply is FinishReply.ENDED:  # a success is not news (DEBUG); anything else is
+                    log.log(logging.DEBUG if stored == "succeeded" else logging.INFO, "task %s %s", task_id, stored)
                 return reply, stored or None
             except RedisError as exc:
                 delay = _RETRY_STORE[min(failures, len(_RETRY_STORE) - 1)]

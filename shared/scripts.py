@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
-from typing import Any
 
+from shared.batch import Batcher, Script
 from shared.snapshot import lua_fields
 
 _INCLUDE = re.compile(r"^--@include (\w+)$", re.MULTILINE)
@@ -29,16 +29,16 @@ def fragment(name: str) -> str:
 class Scripts:
     """Every transition, registered on one client: `await scripts.claim(keys=..., args=...)`."""
 
-    create: Any
-    claim: Any
-    report: Any
-    finish: Any
-    cancel: Any
-    expire: Any
-    release: Any
-    trim: Any
+    create: Script
+    claim: Script
+    report: Script
+    finish: Script
+    cancel: Script
+    expire: Script
+    release: Script
+    trim: Script
 
     @classmethod
-    def register(cls, redis: Any) -> Scripts:
+    def register(cls, batcher: Batcher) -> Scripts:
         names = {"create": 8, "claim": 3, "report": 3, "finish": 8, "cancel": 5, "expire": 6, "release": 2, "trim": 1}
-        return cls(**{attr: redis.register_script(source(f"{attr}-{keys}")) for attr, keys in names.items()})
+        return cls(**{attr: Script(source(f"{attr}-{keys}"), batcher) for attr, keys in names.items()})

@@ -9,6 +9,7 @@ every listing a merge of a few sorted sets, and expired records leave them throu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from typing import Any, cast
 
 from redis.typing import EncodableT
 
+from shared.batch import Batcher
 from shared.clock import RedisClock
 from shared.keys import ACTIVE, TERMINAL_BUCKETS, Keyspace
 from shared.record import TaskRecord, json_time
@@ -109,7 +111,8 @@ class StatusStore:
         self.events_maxlen = events_maxlen
         self.keys = keys or Keyspace()
         self.clock = clock or RedisClock()
-        self.scripts = Scripts.register(redis)
+        self.batcher = Batcher(redis)  # commands of one turn of the event loop share one round trip
+        self.scripts = Scripts.register(self.batcher)
         self._registered: dict[tuple[int, str, str], float] = {}
 
     # -- time ---------------------------------------------------------------------------------------------
@@ -207,7 +210,7 @@ class StatusStore:
 
     async def read(self, task_id: str) -> Snapshot | None:
         """The record as stored, in one `GET`; None if there is no such task."""
-        raw = await self.redis.get(self.keys.record(task_id))
+        raw = await self.batcher.call("GET", self.keys.record(task_id))
         return Snapshot.parse(task_id, raw) if raw else None
 
     async def read_many(self, task_ids: Sequence[str]) -> list[Snapshot | None]:
@@ -218,10 +221,12 @@ class StatusStore:
         out: list[Snapshot | None] = [None] * len(task_ids)
         if not task_ids:
             return out
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for positions in by_partition.values():
-                pipe.mget([self.keys.record(task_ids[i]) for i in positions])
-            replies = await pipe.execute()
+        replies = await asyncio.gather(
+            *(
+                self.batcher.call("MGET", *(self.keys.record(task_ids[i]) for i in positions))
+                for positions in by_partition.values()
+            )
+        )
         for positions, values in zip(by_partition.values(), replies, strict=True):
             for i, raw in zip(positions, values, strict=True):
                 out[i] = Snapshot.parse(task_ids[i], raw) if raw else None

@@ -15,7 +15,6 @@ import importlib
 import inspect
 import math
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, get_type_hints
@@ -44,7 +43,9 @@ class TaskContext:
         self.fraction = 0.0
         self.message: str | None = None
         self.version = 0  # bumped on every report, so the runner writes only what changed
-        self._stop = threading.Event()  # set from the event loop, read from a worker thread
+        # Set from the keeper's thread or the event loop, read from the task's thread: a plain attribute is
+        # enough (one assignment, atomic), and much cheaper to create per task than a threading.Event.
+        self._stop = False
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report how far the task is (0..1, clamped) with an optional message (cut at MAX_MESSAGE characters)."""
@@ -56,14 +57,14 @@ class TaskContext:
     @property
     def cancelled(self) -> bool:
         """True once somebody asked this run to stop; a `def` task should check it between steps."""
-        return self._stop.is_set()
+        return self._stop
 
     def raise_if_cancelled(self) -> None:
-        if self._stop.is_set():
+        if self._stop:
             raise TaskCancelled(self.task_id)
 
     def request_stop(self) -> None:
-        self._stop.set()
+        self._stop = True
 
 
 @dataclass(frozen=True)

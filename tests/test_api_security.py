@@ -42,7 +42,10 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 async def test_without_a_valid_key_every_task_route_is_a_401(
     secured: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
-    for method, path in [("POST", "/tasks/noop"), ("GET", "/tasks/x"), ("GET", "/tasks"), ("DELETE", "/tasks/x")]:
+    some_id = "00000000-0000-4000-8000-000000000000"
+    routes = [("POST", "/tasks/noop"), ("GET", f"/tasks/{some_id}"), ("GET", "/tasks"), ("DELETE", f"/tasks/{some_id}")]
+    routes += [("GET", f"/tasks/{some_id}/events"), ("GET", "/events")]
+    for method, path in routes:
         resp = await secured.request(method, path, headers=headers)
         assert resp.status_code == 401, (method, path)
         assert resp.json() == {"detail": "missing or invalid API key (X-API-Key header)"}

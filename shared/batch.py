@@ -1,0 +1,102 @@
+"""Automatic pipelining: the store's commands issued in the same turn of the event loop go out together.
+
+Under load, many requests of one API process write or read the store at the same moment. Each command
+sent alone pays redis-py's whole path (a pooled connection taken and given back, a timeout armed, the reply
+parsed) for one round trip; sent together, as one pipeline, they share it. The commands and their number
+are unchanged, so Redis sees exactly what it would have seen. A command alone in its turn is sent as it
+would be without this (a pipeline of one would only cost more).
+
+Scripts are called by their SHA (`EVALSHA`), and loaded on demand when Redis does not know them (after a
+restart or a `SCRIPT FLUSH`), which is what redis-py's own `Script` does, minus the `SCRIPT EXISTS` its
+pipelines send every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+
+class Batcher:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._scheduled = False
+        self._sending: set[asyncio.Task[None]] = set()  # held, so a send in flight is never collected
+
+    async def call(self, *command: Any) -> Any:
+        """Send one command (with the others of this turn of the loop); its reply, or its error raised."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((command, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._pending, self._scheduled = self._pending, [], False
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            if len(batch) == 1:
+                replies: list[Any] = [await _one(self.redis, batch[0][0])]
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for command, _ in batch:
+                        pipe.execute_command(*command)
+                    replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:  # the connection failed: every command of the batch failed with it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue  # its caller gave up waiting (cancelled)
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+
+async def _one(redis: Any, command: tuple[Any, ...]) -> Any:
+    try:
+        return await redis.execute_command(*command)
+    except Exception as exc:  # delivered to its caller, as in a pipeline
+        return exc
+
+
+@dataclass
+class Script:
+    """A Lua script called by SHA through the batcher, loaded when Redis does not know it."""
+
+    source: str
+    batcher: Batcher
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    async def __call__(self, *, keys: list[Any], args: list[Any]) -> Any:
+        try:
+            return await self.batcher.call("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.batcher.redis.script_load(self.source)
+            return await self.batcher.call("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    def queue(self, pipe: Any, *, keys: list[Any], args: list[Any]) -> None:
+        """Add a call to a pipeline of the caller's (who handles `NoScriptError` with `load`)."""
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    async def load(self) -> None:
+        await self.batcher.redis.script_load(self.source)
