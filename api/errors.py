@@ -32,10 +32,15 @@ async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, OutOfMemoryError):  # Redis at maxmemory with noeviction: a full store, not a broken one
         log.warning("%s %s: Redis is full (maxmemory)", request.method, request.url.path)
         request.app.state.metrics.redis_error("full")
-        return JSONResponse({"detail": STORE_FULL}, status_code=507, headers={"Retry-After": "5"})
+        request.app.state.memory.refused()
+        return store_full()
     log.warning("%s %s: Redis unavailable: %s", request.method, request.url.path, type(exc).__name__)
     request.app.state.metrics.redis_error("api")
     return JSONResponse({"detail": STORE_DOWN}, status_code=503, headers={"Retry-After": "1"})
+
+
+def store_full() -> JSONResponse:
+    return JSONResponse({"detail": STORE_FULL}, status_code=507, headers={"Retry-After": "5"})
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:

@@ -22,7 +22,7 @@ from shared.store import StatusStore
 
 log = logging.getLogger(__name__)
 
-_BLOCK_MS = 5_000  # one XREAD BLOCK at most this long
+_BLOCK_MS = 2_000  # one XREAD BLOCK at most this long (well under REDIS_TIMEOUT, the socket timeout)
 _IDLE_SECONDS = 30.0  # the reader stops once nobody has waited for this long
 _RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between reads while Redis is away
 

@@ -21,6 +21,7 @@ from api.errors import ErrorBody, install_error_handlers
 from api.executors import make_executor, make_requeuer
 from api.hub import EventHub
 from api.limits import BodySizeLimit
+from api.memory import MemoryGuard
 from api.metrics import Metrics
 from api.openapi import install_openapi
 from api.routes_events import router as events_router
@@ -41,9 +42,10 @@ _DRAIN_SECONDS = 5.0
 
 
 class Health(BaseModel):
-    status: str
+    status: str  # "ok", or "degraded" while Redis is unreachable or full
     executor: str
     redis: bool
+    store_full: bool  # new tasks are refused (507) until Redis has memory to spare
 
 
 class Readiness(BaseModel):
@@ -65,18 +67,21 @@ def create_app(
     configure_logging(settings)
     metrics = Metrics(settings.executor)
     hub = EventHub(store, separate_readers=settings.redis_cluster, on_error=lambda: metrics.redis_error("events"))
+    memory = MemoryGuard(store.redis, limit=settings.redis_memory_limit)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeping = asyncio.create_task(sweeper.run_forever())
+        watching = asyncio.create_task(memory.run_forever())
         try:
             await metrics.start(store.redis, store.keys)  # count from now on
         except RedisError as exc:
             log.warning("metrics count from the first scrape, Redis unavailable: %s", type(exc).__name__)
         yield
-        sweeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeping
+        for job in (sweeping, watching):
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
         await runner.drain(_DRAIN_SECONDS)
         runner.keeper.stop()
         await hub.close()
@@ -90,6 +95,7 @@ def create_app(
     app.state.runner = runner
     app.state.hub = hub
     app.state.metrics = metrics
+    app.state.memory = memory
     app.state.retry_after = retry_after(settings)  # the same for every answer: computed once
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -116,7 +122,10 @@ def create_app(
             redis_ok = await asyncio.wait_for(store.ping(), timeout=1.0)
         except (RedisError, TimeoutError, OSError):
             redis_ok = False
-        return Health(status="ok" if redis_ok else "degraded", executor=executor.name, redis=redis_ok)
+        healthy = redis_ok and not memory.full
+        return Health(
+            status="ok" if healthy else "degraded", executor=executor.name, redis=redis_ok, store_full=memory.full
+        )
 
     @app.get("/ready", tags=["service"], responses={503: {"model": Readiness, "description": "Not ready"}})
     async def ready(store: StoreDep, executor: ExecutorDep) -> JSONResponse:

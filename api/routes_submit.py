@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Request, Response
 
 from api.auth import SECURED, owner_from
-from api.errors import FULL_RESPONSES, STORE_RESPONSES, ErrorBody
+from api.errors import FULL_RESPONSES, STORE_RESPONSES, ErrorBody, store_full
 from api.executors import Executor
 from api.params import parse_params
 from shared.logs import current_task_id
@@ -82,6 +82,8 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
         store: StatusStore = request.app.state.store
         executor: Executor = request.app.state.executor
         params_json = parse_params(model, await request.body(), required=required)
+        if not request.app.state.memory.admit(len(params_json)):  # what is accepted must be able to finish
+            return store_full()
         task_id = store.new_task_id(mine, idempotency_key)
         current_task_id.set(task_id)  # log lines from here on, and the in-process run, name the task
         idempotency = (idempotency_key, _fingerprint(spec.name, params_json)) if idempotency_key else None

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     store_partitions: int | None = Field(default=None, ge=1, le=1024)
     # Redis connections each process may open; a request waits up to REDIS_TIMEOUT for a free one (then 503).
     redis_max_connections: int = Field(default=200, ge=2)
+    # New tasks are refused (507) while Redis uses this share of its maxmemory, so accepted ones can finish.
+    redis_memory_limit: float = Field(default=0.9, gt=0, le=1)
     # A task's result larger than this (JSON bytes) fails the task with ResultTooLarge: a record stays bounded.
     max_result_bytes: int = Field(default=1_048_576, gt=0)
     # Celery re-delivers a message taken by a worker that died before starting it after this many seconds.

@@ -41,6 +41,8 @@ _REQUEUE_PAUSE = 2.0  # seconds a worker waits before giving back a message it c
 
 def make_celery(settings: Settings, tasks: TaskRegistry) -> Celery:
     app = Celery("background_tasks", broker=settings.broker_url)
+    if str(settings.broker_url).startswith(("redis://", "rediss://")):
+        app.conf.broker_transport = "worker.transport:Transport"  # survives a full Redis
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
