@@ -12,5 +12,5 @@ from kombu.transport.redis import Transport as RedisTransport
 from redis.exceptions import OutOfMemoryError
 
 
-class Transport(RedisTransport):  # type: ignore[misc]
+class Transport(RedisTransport):
     connection_errors = (*RedisTransport.connection_errors, OutOfMemoryError)
