@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.resources import files
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
 
+from shared.catalog import TaskType
 from shared.tasks import TaskRegistry
-
-
-class TaskType(BaseModel):
-    name: str
-    description: str
-    params_schema: dict[str, Any]  # the JSON Schema of the task's parameters, as /docs shows it
 
 
 @cache

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from itertools import islice
+from typing import Annotated, Any, TypeVar, cast
 
+import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from cli.client import Api, ApiError, Record
 from cli.progress import follow_with_bar
+from client import ApiError, Client, TaskRecord, TaskState
 
 SUCCEEDED, FAILED, CANCELLED, API_ERROR = 0, 1, 3, 4
 T = TypeVar("T")
@@ -25,8 +28,8 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _api(ctx: typer.Context) -> Api:
-    api: Api = ctx.obj
+def _api(ctx: typer.Context) -> Client:
+    api: Client = ctx.obj
     return api
 
 
@@ -38,7 +41,8 @@ def _options(
         str | None, typer.Option(envvar="BGT_API_KEY", help="Sent as X-API-Key (when the API has API_KEYS)")
     ] = None,
 ) -> None:
-    ctx.obj = Api(url, api_key=api_key)
+    ctx.obj = Client(url, api_key=api_key)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def parse_params(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
@@ -63,27 +67,27 @@ def parse_params(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
     return params
 
 
-def exit_code(record: Record) -> int:
-    state = record.get("state")
+def exit_code(record: TaskRecord) -> int:
+    state = record.state
     return SUCCEEDED if state == "succeeded" else CANCELLED if state == "cancelled" else FAILED
 
 
-def _report_end(record: Record) -> int:
-    state = record.get("state")
+def _report_end(record: TaskRecord) -> int:
+    state = record.state
     if state == "succeeded":
-        out.print(f"[green]succeeded[/]: {json.dumps(record.get('result'))}")
-    elif record.get("error"):
-        err.print(f"[red]{state}[/]: {record['error']}")
+        out.print(f"[green]succeeded[/]: {escape(json.dumps(record.result))}")
+    elif record.error:
+        err.print(f"[red]{state}[/]: {escape(record.error)}")
     else:
         err.print(f"[yellow]{state}[/]")
     return exit_code(record)
 
 
-def _follow(api: Api, record: Record) -> None:
+def _follow(api: Client, record: TaskRecord) -> None:
     try:
-        final = follow_with_bar(api, record, out)
+        final = _guard(lambda: follow_with_bar(api, record, out))
     except KeyboardInterrupt:
-        err.print(f"stopped watching; the task goes on: bgt follow {record['id']}")
+        err.print(f"stopped watching; the task goes on: bgt follow {record.id}")
         raise typer.Exit(130) from None
     raise typer.Exit(_report_end(final))
 
@@ -100,9 +104,9 @@ def submit(
     api = _api(ctx)
     record = _guard(lambda: api.submit(name, parse_params(params or [], raw_json)))
     if detach:
-        out.print(record["id"])
+        out.print(record.id)
         return
-    err.print(f"started {name} {record['id']}")
+    err.print(f"started {name} {record.id}")
     _follow(api, record)
 
 
@@ -122,17 +126,18 @@ def list_tasks(
 ) -> None:
     """Recent tasks, newest first."""
     api = _api(ctx)
-    items = _guard(lambda: api.list_tasks(state=state, name=name, limit=limit))
+    wanted = cast(TaskState | None, state)  # as typed: the API answers a state that does not exist with 422
+    items = _guard(lambda: list(islice(api.list(state=wanted, name=name, limit=limit), limit)))
     table = Table("name", "state", "progress", "created", "message")
     table.add_column("id", overflow="fold", min_width=36)  # whole, to copy into `bgt show`
     for item in items:
         table.add_row(
-            item["id"],
-            item["name"],
-            item["state"],
-            f"{item['progress']:.0%}",
-            item["created_at"],
-            item["message"] or "",
+            item.id,
+            item.name,
+            item.state,
+            f"{item.progress:.0%}",
+            item.created_at.isoformat().replace("+00:00", "Z"),  # as the API sends it
+            item.message or "",
         )
     out.print(table)
 
@@ -141,15 +146,16 @@ def list_tasks(
 def show(ctx: typer.Context, task_id: str) -> None:
     """One task's whole record, as JSON."""
     api = _api(ctx)
-    out.print_json(data=_guard(lambda: api.get(task_id)))
+    out.print_json(_guard(lambda: api.get(task_id)).model_dump_json())
 
 
 @app.command()
 def cancel(ctx: typer.Context, task_id: str) -> None:
     """Cancel a task: at once if queued, within seconds if running."""
     api = _api(ctx)
-    status, record = _guard(lambda: api.cancel(task_id))
-    out.print("cancelled" if status == 200 else f"asked to stop (still {record['state']}); `bgt follow {task_id}`")
+    record = _guard(lambda: api.cancel(task_id))
+    stopping = f"asked to stop (still {record.state}); `bgt follow {task_id}`"
+    out.print("cancelled" if record.state == "cancelled" else stopping)  # cancelled at once only if it was queued
 
 
 @app.command()
@@ -158,22 +164,23 @@ def tasks(ctx: typer.Context) -> None:
     api = _api(ctx)
     table = Table("name", "parameters", "description")
     for kind in _guard(api.catalog):
-        schema = kind["params_schema"]
+        schema = kind.params_schema
         required = set(schema.get("required", []))
         fields = [f"{key}{'' if key in required else '?'}" for key in schema.get("properties", {})]
-        table.add_row(
-            kind["name"], " ".join(fields), kind["description"].splitlines()[0] if kind["description"] else ""
-        )
+        table.add_row(kind.name, " ".join(fields), kind.description.splitlines()[0] if kind.description else "")
     out.print(table)
 
 
 def _guard(call: Callable[[], T]) -> T:
-    """Run one API call; an ApiError ends the command with its message and exit code 4."""
+    """Run API calls; the API's refusal, or no API to talk to, ends the command with the reason and exit code 4."""
     try:
         return call()
     except ApiError as exc:
-        err.print(f"[red]error[/]: {exc}")
-        raise typer.Exit(API_ERROR) from None
+        reason = str(exc)
+    except httpx.TransportError as exc:
+        reason = f"cannot reach the API at {exc.request.url.copy_with(query=None)}: {exc}"
+    err.print(f"[red]error[/]: {escape(reason)}")
+    raise typer.Exit(API_ERROR) from None
 
 
 def main() -> None:

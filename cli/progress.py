@@ -1,14 +1,14 @@
-"""The live progress bar of one task, fed by its server-sent events."""
+"""The live progress bar of one task, fed by its records as the client follows them."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from cli.client import Api, Record
+from client import Client, TaskRecord
 
 
-def follow_with_bar(api: Api, record: Record, console: Console) -> Record:
+def follow_with_bar(api: Client, record: TaskRecord, console: Console) -> TaskRecord:
     """Show name, state, bar, percentage, message and elapsed time until the task ends; returns its last record."""
     columns = (
         TextColumn("{task.description}"),
@@ -18,15 +18,13 @@ def follow_with_bar(api: Api, record: Record, console: Console) -> Record:
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as bar:
-        line = bar.add_task(_describe(record), total=1.0, completed=record["progress"], message="")
-
-        def show(change: Record) -> None:
-            bar.update(
-                line, description=_describe(change), completed=change["progress"], message=change["message"] or ""
-            )
-
-        return api.follow(record["id"], show)
+        line = bar.add_task(_describe(record), total=1.0, message="")
+        bar.update(line, completed=record.progress)
+        for change in api.follow(record.id):
+            bar.update(line, description=_describe(change), completed=change.progress, message=change.message or "")
+            record = change
+    return record
 
 
-def _describe(record: Record) -> str:
-    return f"{record['name']} [bold]{record['state']}[/]"
+def _describe(record: TaskRecord) -> str:
+    return f"{record.name} [bold]{record.state}[/]"
