@@ -15,8 +15,8 @@ import redis
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import count, driver, environment, procs, rates, report, systems
-from bench.plan import WORKLOADS, Plan, calibrate_rounds, make_plan
+from bench import count, driver, environment, passes, procs, rates, report, systems
+from bench.plan import PASSES, WORKLOADS, Plan, calibrate_rounds, make_plan
 from bench.probe import Probe
 
 console = Console(stderr=True)
@@ -24,15 +24,29 @@ if not console.is_terminal:
     console.width = 200  # a log file or CI: do not squeeze the summary tables to 80 columns
 
 
-def _csv(choices: tuple[str, ...]) -> Any:
+def _csv(choices: tuple[str, ...], *, none: bool = False) -> Any:
+    """A comma-separated subset of `choices` (with `none=True`, the word `none` is the empty one)."""
+
     def parse(text: str) -> tuple[str, ...]:
+        if none and text.strip() == "none":
+            return ()
         picked = tuple(part.strip() for part in text.split(",") if part.strip())
         unknown = [part for part in picked if part not in choices]
         if unknown or not picked:
-            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}")
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}" + (" (or none)" if none else ""))
         return picked
 
     return parse
+
+
+def _sizes(text: str) -> tuple[int, int]:
+    try:
+        small, large = (int(part.replace("_", "")) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("two numbers, SMALL,LARGE (e.g. 10000,100000)") from None
+    if not 0 < small < large:
+        raise argparse.ArgumentTypeError("need 0 < SMALL < LARGE")
+    return small, large
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="BackgroundTasks vs Celery, ours vs the apps people write today: one run, one report.",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke run of under a minute (small sizes, one repetition)"
+        "--quick", action="store_true", help="a smoke run of about a minute and a half (small sizes, one repetition)"
     )
     parser.add_argument(
         "--workloads", type=_csv(WORKLOADS), default=WORKLOADS, help=f"comma-separated, of {','.join(WORKLOADS)}"
@@ -57,9 +71,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=0,
         metavar="N",
-        help="start both Celery workers with `nice -n N` (default 0: same priority as the API)",
+        help="start every Celery worker with `nice -n N` (default 0: same priority as the API)",
     )
     parser.add_argument("--repeat", type=int, default=None, help="measured repetitions (default 3, --quick 1)")
+    parser.add_argument(
+        "--passes",
+        type=_csv(PASSES, none=True),
+        default=PASSES,
+        help=f"cost passes after the workloads, comma-separated of {','.join(PASSES)}, or none (default: all)",
+    )
+    parser.add_argument(
+        "--memory-tasks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="no-op tasks per system in the memory pass (default 5000, --quick 500)",
+    )
+    parser.add_argument(
+        "--listing-sizes",
+        type=_sizes,
+        default=None,
+        metavar="SMALL,LARGE",
+        help="finished tasks kept for the listing pass (default 10000,100000; --quick 1000,10000)",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results/)"
     )
@@ -68,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--workers must be at least 1")
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.memory_tasks is not None and args.memory_tasks < 1:
+        parser.error("--memory-tasks must be at least 1")
     return args
 
 
@@ -80,6 +116,9 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         repeat=args.repeat,
         worker_nice=args.worker_nice,
+        passes=args.passes,
+        memory_tasks=args.memory_tasks,
+        listing_sizes=args.listing_sizes,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -130,7 +169,9 @@ async def run(plan: Plan, out: Path) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     rate_runs: list[dict[str, Any]] = []
     counts: dict[str, Any] = {}
+    costs: dict[str, Any] = {}
     n_steps = len(plan.systems) * (len(plan.workloads) * (plan.repeat + 1) + plan.repeat) + len(plan.systems)
+    n_steps += passes.steps(plan)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -150,6 +191,9 @@ async def run(plan: Plan, out: Path) -> dict[str, Any]:
                 procs.wait_http(system.api)
                 progress.update(step, description=f"waiting for {system.spec.name}")
                 await rates.finished_task(system)  # a first task end to end: its worker is ready too
+                if system.worker:  # the hybrid runs no-ops in-process: a `cpu` task reaches its worker
+                    await rates.finished_task(system, "cpu", {"rounds": 1_000})
+            progress.console.log(f"every system ready after {time.perf_counter() - started:.0f} s")
             for rep in range(-1, plan.repeat):
                 warmup = rep < 0
                 label = "warm-up" if warmup else f"repetition {rep + 1}/{plan.repeat}"
@@ -157,7 +201,8 @@ async def run(plan: Plan, out: Path) -> dict[str, Any]:
                     workload = plan.workload(workload_name, warmup=warmup)
                     for name in _order(plan.systems, max(rep, 0)):
                         progress.update(step, description=f"{label}: {workload_name} on {name}")
-                        result = await driver.run_once(running[name], workload, plan.drive, probe, stats_client)
+                        drive = plan.drive_for(warmup=warmup)
+                        result = await driver.run_once(running[name], workload, drive, probe, stats_client)
                         if result["failed"]:
                             problems.append(
                                 f"{name}/{workload_name}: {result['failed']} tasks failed {result['errors']}"
@@ -168,6 +213,7 @@ async def run(plan: Plan, out: Path) -> dict[str, Any]:
                         progress.advance(step)
                         await asyncio.sleep(0.2)
                 if warmup:
+                    progress.console.log(f"warm-up done after {time.perf_counter() - started:.0f} s")
                     continue
                 for name in _order(plan.systems, rep):
                     progress.update(step, description=f"{label}: request rates on {name}")
@@ -185,6 +231,21 @@ async def run(plan: Plan, out: Path) -> dict[str, Any]:
                 if running[name].redis_url:
                     counts[name] = await count.count(running[name], plan.count_tasks, stats_client, redis_port)
                 progress.advance(step)
+            context = passes.Context(
+                plan,
+                running,
+                base,
+                base_db,
+                stats_client,
+                redis_port,
+                private_redis=redis_proc is not None,
+                log_dir=log_dir,
+                say=lambda text: progress.update(step, description=text),
+                advance=lambda: progress.advance(step),
+                log=progress.console.log,
+                problems=problems,
+            )
+            costs = await passes.run(context)
             machine = environment.describe(running, redis_proc, stats_client)
     finally:
         probe.close()
@@ -194,7 +255,7 @@ async def run(plan: Plan, out: Path) -> dict[str, Any]:
         if redis_proc:
             redis_proc.stop()
     duration = time.perf_counter() - started
-    return report.assemble(plan, runs, rate_runs, counts, machine, started_wall, duration, problems)
+    return report.assemble(plan, runs, rate_runs, counts, machine, started_wall, duration, problems, costs)
 
 
 def _one_line(system: str, workload: str, rep: int, r: dict[str, Any]) -> str:

@@ -4,8 +4,9 @@
 EVALSHA that ran the script), and it cannot tell who sent what. MONITOR shows each command with its
 client (or `lua` for a script's own calls), so this pass splits a system's commands per task into
 top-level commands (what clients send) and calls inside scripts, and by purpose: the status layer
-(our `bgt:*` keys), Celery's result backend (`celery-task-meta-*`), the transport (broker) and the reads
-of `GET /tasks/{id}` (polls, counted per GET). MONITOR slows Redis down, so nothing is timed here.
+(our `bgt:*` keys), Celery's result backend (`celery-task-meta-*`), Celery's task events (publishes to its
+`celeryev` exchange, when events are on), the transport (broker) and the reads of `GET /tasks/{id}` (polls,
+counted per GET). MONITOR slows Redis down, so nothing is timed here.
 """
 
 from __future__ import annotations
@@ -21,18 +22,26 @@ import redis
 from bench import redisstats
 from bench.systems import Running, SystemSpec
 
-CATEGORIES = ("status", "results", "transport")
+CATEGORIES = ("status", "results", "events", "transport")
+# Commands a client sends when it opens a connection: not per task (a pool that grows mid-pass sends them),
+# and left out of the commandstats deltas too (`redisstats`), so neither side counts them.
+_HANDSHAKE = {"HELLO", "SELECT", "CLIENT", "AUTH"}
+_NOT_PER_TASK = {"health", "connection"}
 
 
 def classify(spec: SystemSpec, role: str, name: str, key: str) -> str:
     if name == "PING":
         return "health"
+    if name in _HANDSHAKE:
+        return "connection"
     if spec.poll_read and role == "api" and name == spec.poll_read[0] and key.startswith(spec.poll_read[1]):
         return "poll"
     if key.startswith("bgt:") or name == "XREAD":  # XREAD [COUNT n] [BLOCK ms] STREAMS bgt:events ...
         return "status"
     if key.startswith("celery-task-meta-"):
         return "results"
+    if "celeryev" in key:  # a PUBLISH to the events exchange's channel, e.g. `/0.celeryev/task.succeeded`
+        return "events"
     return "transport"
 
 
@@ -127,15 +136,17 @@ async def count(system: Running, tasks: int, stats_client: redis.Redis, redis_po
         "per_task": per_task,
         "reads_per_get": total(where={"api"}, what={"poll"}) / gets if gets else None,
         "commandstats_per_task": sum(stats.values()) / tasks,
-        "monitor_lines_per_task": sum(n for (who, cat, _), n in by_role_cmd.items() if cat != "health") / tasks,
+        "monitor_lines_per_task": sum(n for (who, cat, _), n in by_role_cmd.items() if cat not in _NOT_PER_TASK)
+        / tasks,
         "not_this_system": {
             "other_processes": total(where={"other"}, what=set(CATEGORIES) | {"poll"}),
             "unattributed": total(where={"unknown"}, what=set(CATEGORIES) | {"poll"}),
             "health_pings": total(where=mine | {"other", "unknown"}, what={"health"}),
+            "connection_handshakes": total(where=mine | {"other", "unknown"}, what={"connection"}),
         },
         "by_command_per_task": {
             f"{who} {cat} {name}": n / tasks
             for (who, cat, name), n in sorted(by_role_cmd.items(), key=lambda item: -item[1])
-            if who in mine and cat != "health"
+            if who in mine and cat not in _NOT_PER_TASK
         },
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,10 @@ class Workload:
     params: Callable[[int], dict[str, Any]]
     description: str
     poll_interval: float  # seconds between two polls of one task, as a client would for tasks this long
+    kind: Callable[[int], str] | None = None  # which task the i-th one is, when not all are `name`
+
+    def task_name(self, index: int) -> str:
+        return self.kind(index) if self.kind else self.name
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class _Task:
     finished_wall: float | None = None
     ok: bool | None = None
     error: str | None = None
+    executor: str | None = None  # where it ran, if the system says
 
 
 class _Resources:
@@ -127,7 +133,7 @@ async def run_once(
                 return True
             status = spec.parse(resp.json())
             if status.done:
-                task.ok, task.finished_wall = status.ok, status.finished_wall
+                task.ok, task.finished_wall, task.executor = status.ok, status.finished_wall, status.executor
             return status.done
 
         async def track(task: _Task) -> None:
@@ -139,7 +145,9 @@ async def run_once(
             for task in pending:
                 task.sent_wall, task.sent = time.time(), time.perf_counter()
                 try:
-                    resp = await client.post(f"/tasks/{workload.name}", json=workload.params(task.index))
+                    resp = await client.post(
+                        f"/tasks/{workload.task_name(task.index)}", json=workload.params(task.index)
+                    )
                 except httpx.HTTPError as exc:
                     task.error = f"POST {type(exc).__name__}"
                 else:
@@ -198,6 +206,7 @@ async def run_once(
     accepted = [t.accepted for t in tasks if t.accepted is not None]
     submit_window = max(accepted) - min(t.sent for t in tasks) if accepted else None
     total_commands = sum(commands.values())
+    by_kind = _by_kind(workload, ok) if workload.kind else None
     return {
         "tasks": workload.tasks,
         "succeeded": len(ok),
@@ -208,6 +217,7 @@ async def run_once(
         "submit_rate_per_s": workload.tasks / submit_window if submit_window else None,
         "e2e_recorded": latency_summary([t.finished_wall - t.sent_wall for t in ok if t.finished_wall is not None]),
         "e2e_seen": latency_summary([t.seen_done - t.sent for t in ok if t.seen_done is not None]),
+        **({"by_kind": by_kind} if by_kind else {}),
         "makespan_s": makespan,
         "throughput_per_s": len(ok) / makespan if makespan else None,
         "probe_idle": {**latency_summary(idle_samples), "errors": idle_errors},
@@ -227,3 +237,18 @@ async def run_once(
         # the load generator's own CPU over the run / wall time: near 1.0 means httpx, not the system, set the pace
         "client_cpu_share": client_cpu / wall,
     }
+
+
+def _by_kind(workload: Workload, ok: list[_Task]) -> dict[str, Any]:
+    """Per task name: recorded end-to-end latency, and where the tasks ran (our record's `executor`)."""
+    out: dict[str, Any] = {}
+    for name in sorted({workload.task_name(t.index) for t in ok}):
+        mine = [t for t in ok if workload.task_name(t.index) == name]
+        ran_on = Counter(t.executor or "unknown" for t in mine)
+        out[name] = {
+            "e2e_recorded": latency_summary(
+                [t.finished_wall - t.sent_wall for t in mine if t.finished_wall is not None]
+            ),
+            "ran_on": dict(ran_on.most_common()),
+        }
+    return out

@@ -30,8 +30,13 @@ UVICORN_FLAGS = ("--workers", "1", "--log-level", "warning", "--no-access-log")
 # One Celery worker configuration for both Celery systems: prefork pool, no gossip/mingle/heartbeat chatter.
 CELERY_FLAGS = ("-P", "prefork", "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat")
 # Settings of the service that must not leak from the caller's environment into a process under test:
-# every field of the settings class, plus Celery's own result backend variable (the template app's).
-_SERVICE_ENV = {name.upper() for name in Settings.model_fields} | {"CELERY_RESULT_BACKEND"}
+# every field of the settings class, plus Celery's own result backend variable (the template app's), plus
+# the settings the bench sets before the service may know them (an unknown setting is ignored, not refused).
+_SERVICE_ENV = {name.upper() for name in Settings.model_fields} | {
+    "CELERY_RESULT_BACKEND",
+    "CELERY_TASK_EVENTS",
+    "TASK_EXECUTORS",
+}
 
 
 def free_port() -> int:
@@ -147,9 +152,16 @@ def wait_http(proc: Proc, path: str = "/health", timeout: float = 30) -> None:
 
 
 def start_celery_worker(
-    name: str, app: str, env: Mapping[str, str], concurrency: int, log_dir: Path, *, nice: int = 0
+    name: str,
+    app: str,
+    env: Mapping[str, str],
+    concurrency: int,
+    log_dir: Path,
+    *,
+    nice: int = 0,
+    extra_flags: tuple[str, ...] = (),
 ) -> Proc:
     argv = ["nice", "-n", str(nice)] if nice else []
     argv += [sys.executable, "-m", "celery", "-A", app, "worker", "--concurrency", str(concurrency)]
-    argv += [*CELERY_FLAGS, "--hostname", f"{name}@%h"]
+    argv += [*CELERY_FLAGS, *extra_flags, "--hostname", f"{name}@%h"]
     return spawn(name, argv, log_dir, env)

@@ -26,9 +26,10 @@ async def wait_done(system: Running, task_id: str, limit_s: float = 120) -> None
     raise TimeoutError(f"{system.spec.name}: task {task_id} did not finish within {limit_s} s")
 
 
-async def finished_task(system: Running) -> str:
+async def finished_task(system: Running, name: str = "noop", params: dict[str, Any] | None = None) -> str:
+    """Run one task end to end (a system is ready when it has; a `cpu` one also reaches a hybrid's worker)."""
     async with httpx.AsyncClient(base_url=system.url, timeout=30) as client:
-        resp = await client.post("/tasks/noop", json={"value": "rate"})
+        resp = await client.post(f"/tasks/{name}", json={"value": "rate"} if params is None else params)
         resp.raise_for_status()
         task_id: str = resp.json()[system.spec.id_field]
     await wait_done(system, task_id)

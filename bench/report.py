@@ -12,9 +12,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench import report_costs
 from bench.plan import Plan
 from bench.stats import ratio, spread
 from bench.systems import SYSTEMS
+from bench.targets import median as _median
+from bench.targets import targets
 
 # (key, label, unit, getter on one run's metrics)
 Getter = Callable[[dict[str, Any]], float | None]
@@ -40,17 +43,19 @@ METRICS: list[tuple[str, str, str, Getter]] = [
     ("api_peak_rss_mb", "API peak RSS", "MB", lambda r: r["api_peak_rss_mb"]),
     ("worker_cpu_s", "worker CPU", "s", lambda r: r["worker_cpu_s"]),
     ("client_cpu_share", "load generator CPU / wall", "", lambda r: r["client_cpu_share"]),
+    ("sleep_e2e_p50_ms", "sleep tasks: end-to-end p50 (recorded)", "ms", lambda r: _kind(r, "sleep")),
+    ("cpu_e2e_p50_ms", "cpu tasks: end-to-end p50 (recorded)", "ms", lambda r: _kind(r, "cpu")),
 ]
+# Figures only a workload of several task kinds (`mixed`) has.
+KIND_METRICS = ("sleep_e2e_p50_ms", "cpu_e2e_p50_ms")
+
+
+def _kind(run: dict[str, Any], kind: str) -> float | None:
+    value: float | None = run.get("by_kind", {}).get(kind, {}).get("e2e_recorded", {}).get("p50_ms")
+    return value
+
+
 RATE_KINDS = [("post", "POST /tasks/noop"), ("get_task", "GET /tasks/{id}"), ("hello", "GET /hello (async hello)")]
-
-
-def _median(summary: dict[str, Any], *path: str) -> float | None:
-    node: Any = summary
-    for part in path:
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node.get("median") if isinstance(node, dict) else None
 
 
 def assemble(
@@ -62,7 +67,9 @@ def assemble(
     started: datetime,
     duration: float,
     problems: list[str],
+    costs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Everything `results.json` holds; `costs` are the passes after the workloads (memory, listing, events)."""
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for workload in plan.workloads:
         summary[workload] = {}
@@ -100,90 +107,20 @@ def assemble(
             "rates": {"gets": plan.rate_gets, "posts": plan.rate_posts, "connections": plan.rate_connections},
             "count_tasks": plan.count_tasks,
             "probe_interval_s": 0.02,
+            "passes": list(plan.passes),
+            "memory_tasks": plan.memory_tasks,
+            "listing": asdict(plan.listing),
         },
         "summary": summary,
         "rate_summary": rate_summary,
         "redis_count": counts,
+        **(costs or {}),
         "runs": runs,
         "rates": rate_runs,
         "problems": problems,
     }
     results["targets"] = targets(results)
     return results
-
-
-def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, evaluated on this run (reported, never asserted)."""
-    s, rates, counts = results["summary"], results["rate_summary"], results["redis_count"]
-    out: list[dict[str, Any]] = []
-
-    def add(target: str, value: float | None, goal: float, *, at_most: bool = False, note: str = "") -> None:
-        met = None if value is None else (value <= goal if at_most else value >= goal)
-        out.append({"target": target, "measured": value, "goal": goal, "at_most": at_most, "met": met, "note": note})
-
-    saturated = ratio(
-        _median(rates, "celery", "post_completed_per_s"), _median(rates, "template", "post_completed_per_s")
-    )
-    add(
-        "celery: no-op end-to-end throughput ≥ 1.0 × template-style",
-        ratio(_median(s, "noop", "celery", "throughput_per_s"), _median(s, "noop", "template", "throughput_per_s")),
-        1.0,
-        note="the `noop` workload (httpx driver); saturated by the lean client (request rates, completed/s): "
-        + ("–" if saturated is None else f"{saturated:.2f}"),
-    )
-    add(
-        "celery: POST rate ≥ 2 × template-style",
-        ratio(_median(rates, "celery", "post"), _median(rates, "template", "post")),
-        2.0,
-    )
-    add(
-        "background: no-op POST rate ≥ 0.5 × blog-style",
-        ratio(_median(rates, "background", "post"), _median(rates, "blog", "post")),
-        0.5,
-    )
-    for name in ("background", "celery"):
-        if name in counts:
-            per = counts[name]["per_task"]
-            add(
-                f"{name}: status-layer Redis commands per task ≤ 6 (top-level)",
-                per["status_top_level"],
-                6,
-                at_most=True,
-                note=f"{per['status']:.1f} counting the calls inside Lua scripts (INFO commandstats counts those)",
-            )
-    if "celery" in counts and "template" in counts:
-        ours, theirs = counts["celery"]["per_task"], counts["template"]["per_task"]
-        add(
-            "celery: Redis commands per task in total < template-style (ratio < 1)",
-            ratio(ours["total"], theirs["total"]),
-            1.0,
-            at_most=True,
-            note=f"{ours['total']:.1f} vs {theirs['total']:.1f} incl. script calls; "
-            f"top-level {ours['top_level']:.1f} vs {theirs['top_level']:.1f}",
-        )
-    for name in ("background", "celery"):
-        if name in counts:
-            add(
-                f"{name}: GET /tasks/{{id}} = exactly one Redis command",
-                counts[name]["reads_per_get"],
-                1.0,
-                at_most=True,
-            )
-            add(
-                f"{name}: GET /tasks/{{id}} rate ≥ 0.5 × async hello",
-                ratio(_median(rates, name, "get_task"), _median(rates, "blog", "hello")),
-                0.5,
-            )
-    for workload in ("cpu", "cpu_async"):
-        add(
-            f"celery: health p99 during {workload} ≤ 2 × idle p99",
-            ratio(
-                _median(s, workload, "celery", "probe_run_p99_ms"), _median(s, workload, "celery", "probe_idle_p99_ms")
-            ),
-            2.0,
-            at_most=True,
-        )
-    return [t for t in out if t["measured"] is not None]
 
 
 # ---------------------------------------------------------------- formatting
@@ -207,6 +144,16 @@ def _cell(node: dict[str, Any] | None) -> str:
 
 def _x(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
+
+
+def _measured(target: dict[str, Any]) -> str:
+    """A target's figure with its unit: a byte count, milliseconds, or (no unit) a ratio or a count."""
+    unit = str(target.get("unit", ""))
+    if unit == "B":
+        return f"{_num(target['measured'], 0)} B"
+    if unit == "ms":
+        return f"{_num(target['measured'])} ms"
+    return _num(target["measured"], 2) + unit
 
 
 def markdown(results: dict[str, Any], charts: list[Path]) -> str:
@@ -238,7 +185,7 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
     add(
         f"Same Redis (one server, a database each), the same HTTP client and uvicorn flags (`{m['uvicorn_flags']}`) "
         f"for every API, the same Celery worker flags (`{m['celery_worker_flags']}`) and pool size "
-        f"(**{st['workers']}**: {st['workers_reason']}) for both Celery systems"
+        f"(**{st['workers']}**: {st['workers_reason']}) for every system's Celery worker"
         + (f", both started with `nice -n {st['worker_nice']}`" if st["worker_nice"] else ", at the API's priority")
         + ".\n"
     )
@@ -249,7 +196,7 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
         "while the workload runs. `cpu` is a `def` task (a thread of the API under `background`/blog-style), "
         "`cpu_async` the same work as an `async def` task (it holds the event loop).\n"
     )
-    head = [w for w in ("noop", "sleep", "cpu", "cpu_async") if w in workloads]
+    head = [w for w in ("noop", "sleep", "cpu", "cpu_async", "mixed") if w in workloads]
     add("| system | idle p99 | " + " | ".join(f"during {w} p99 (× idle)" for w in head) + " |")
     add("|---|---:|" + "---:|" * len(head))
     for name in systems:
@@ -266,7 +213,7 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
     add("| target | measured | met | note |\n|---|---:|:---:|---|")
     for t in results["targets"]:
         met = "yes" if t["met"] else "**no**"
-        add(f"| {t['target']} | {_num(t['measured'], 2)} | {met} | {t['note']} |")
+        add(f"| {t['target']} | {_measured(t)} | {met} | {t['note']} |")
     add("")
 
     add("## Ratios against the baselines\n")
@@ -287,14 +234,16 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
                 add(f"| `{ours}` / `{base}`: {w} {label} | {_x(value)} |")
     add("")
 
+    lines.extend(report_costs.mixed_section(results))
+
     add("## Workloads\n")
     d = st["drive"]
     add(
         f"Each run submits the tasks with {d['concurrency']} POSTs in flight; {d['tracked']} tasks spread over the run "
-        "are each followed by a client polling at the workload's interval (25 ms for `noop`, 50 ms for `sleep`, "
-        f'100 ms for `cpu` and `cpu_async`: "seen by poller"), the rest are read by {d["lanes"]} sweep lanes in '
-        'submission order (one GET per task when tasks end in order). End-to-end "recorded" is the finish time '
-        "the system stored minus the client's send time; throughput is tasks / makespan (first POST sent → last "
+        "are each followed by a client polling at the workload's interval (25 ms for `noop`, 50 ms for `sleep` and "
+        f'`mixed`, 100 ms for `cpu` and `cpu_async`: "seen by poller"), the rest are read by {d["lanes"]} sweep '
+        'lanes in submission order (one GET per task when tasks end in order). End-to-end "recorded" is the finish '
+        "time the system stored minus the client's send time; throughput is tasks / makespan (first POST sent → last "
         "recorded finish). Redis commands per task are the `INFO commandstats` delta over the run (everything the "
         "system did, including the client's polling reads and the calls inside Lua scripts, less PINGs and the "
         "idle rate of the other systems' workers), see the MONITOR pass below for the exact split.\n"
@@ -337,6 +286,11 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
         add(f"| `{name}` | " + " | ".join(cells) + " |")
     add("")
 
+    costs = report_costs.memory_section(results) + report_costs.listing_section(results)
+    if costs:
+        add("## Cost per task\n")
+        lines.extend(costs)
+
     if counts:
         add("## Redis commands per task (MONITOR pass)\n")
         first = next(iter(counts.values()))
@@ -346,33 +300,37 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
             "script makes** (and the EVALSHA that ran it); MONITOR shows those as `lua`, so they are counted "
             "separately here. *Top-level* commands are what the API and the workers send; each of ours is one "
             "round trip (submit, start, each progress write and finish are one script each). Polling reads "
-            "(`GET /tasks/{id}`) and health PINGs are not in the per-task totals; reads per GET are shown on "
-            "their own.\n"
+            "(`GET /tasks/{id}`), health PINGs and a new connection's handshake (HELLO, SELECT, CLIENT) are not in "
+            "the per-task totals; reads per GET are shown on their own.\n"
         )
-        add("| per task | " + " | ".join(f"`{n}`" for n in counts) + " |")
-        add("|---|" + "---:|" * len(counts))
+        events = results.get("redis_count_events") or {}
+        lines.extend(report_costs.events_intro(results))
+        columns = [(f"`{n}`", c) for n, c in counts.items()] + [(f"`{n}` events on", c) for n, c in events.items()]
+        add("| per task | " + " | ".join(label for label, _ in columns) + " |")
+        add("|---|" + "---:|" * len(columns))
         rows = [
             ("status layer (`bgt:*`), top-level", "status_top_level"),
             ("status layer, inside Lua scripts", "status_in_scripts"),
             ("result backend (`celery-task-meta-*`)", "results"),
+            ("task events (`celeryev` publishes)", "events"),
             ("transport (Celery broker)", "transport_top_level"),
             ("**total top-level**", "top_level"),
             ("**total incl. script calls** (= commandstats)", "total"),
         ]
         for label, key in rows:
-            add(f"| {label} | " + " | ".join(_num(c["per_task"][key], 2) for c in counts.values()) + " |")
+            add(f"| {label} | " + " | ".join(_num(c["per_task"].get(key), 2) for _, c in columns) + " |")
         add(
             "| Redis reads per `GET /tasks/{id}` | "
-            + " | ".join(_num(c["reads_per_get"], 2) for c in counts.values())
+            + " | ".join(_num(c["reads_per_get"], 2) for _, c in columns)
             + " |"
         )
         add(
             "| check: commandstats delta incl. reads, per task | "
-            + " | ".join(_num(c["commandstats_per_task"], 2) for c in counts.values())
+            + " | ".join(_num(c["commandstats_per_task"], 2) for _, c in columns)
             + " |"
         )
         add("")
-        for name, c in counts.items():
+        for name, c in [*counts.items(), *((f"{n} (events on)", c) for n, c in events.items())]:
             add(f"<details><summary><code>{name}</code>: every command, per task</summary>\n")
             add("| who | purpose | command | per task |\n|---|---|---|---:|")
             for what, per in c["by_command_per_task"].items():
@@ -396,6 +354,9 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
         f"- Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items() if v)}.\n"
         f"- Load average at the end of the run: {', '.join(f'{x:.2f}' for x in m['load_average_at_end'])}.\n"
     )
+    if results.get("pass_seconds"):
+        took = ", ".join(f"{name} {sec:.0f} s" for name, sec in results["pass_seconds"].items())
+        add(f"- The cost passes after the workloads took: {took}.\n")
     if results["problems"]:
         add("## Problems\n")
         for problem in results["problems"]:
@@ -405,7 +366,7 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
 
 # ---------------------------------------------------------------- charts
 
-COLORS = {"background": "#1f77b4", "celery": "#2ca02c", "blog": "#aec7e8", "template": "#98df8a"}
+COLORS = {"background": "#1f77b4", "celery": "#2ca02c", "hybrid": "#9467bd", "blog": "#aec7e8", "template": "#98df8a"}
 
 
 def charts(results: dict[str, Any], out: Path) -> list[Path]:
@@ -541,11 +502,12 @@ def print_summary(results: dict[str, Any], console: Console) -> None:
             n, _num(_median(rates, n, "post")), _num(_median(rates, n, "get_task")), _num(_median(rates, n, "hello"))
         )
     console.print(table)
+    report_costs.print_costs(results, console)
     table = Table(title="targets (measured, not asserted)")
     for label in ("target", "measured", "met"):
         table.add_column(label)
     for t in results["targets"]:
-        table.add_row(t["target"], _num(t["measured"], 2), "yes" if t["met"] else "[red]no[/]")
+        table.add_row(t["target"], _measured(t), "yes" if t["met"] else "[red]no[/]")
     console.print(table)
 
 
