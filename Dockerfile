@@ -11,13 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, read from pyproject.toml alone: this layer is rebuilt only when pyproject.toml changes,
-# not on every code change.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install --requirement /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies first, from the runtime lock alone (the versions the tests ran with, every file's hash checked):
+# this layer is rebuilt only when the lock changes, not on every code change. scripts/lock refreshes the lock.
+COPY requirements/runtime.txt ./requirements.txt
+RUN pip install --require-hashes --requirement requirements.txt
 
 COPY api ./api
 COPY shared ./shared

@@ -11,18 +11,17 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 from dockerfile_parse import DockerfileParser
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from shared.settings import Settings
 from tests.deployment import COMPOSE_FILE, VENV_BIN, compose_config, native_path, raw_config, run_compose
+from tests.locks import RUNTIME_LOCK, read_lock
 from tests.processes import ROOT
 
 SECRET = "s3cret-from-the-environment"
@@ -197,7 +196,7 @@ def test_the_image_is_slim_caches_its_dependencies_and_runs_unprivileged() -> No
     assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", parsed.baseimage)
     steps = [(step["instruction"], step["value"]) for step in parsed.structure if step["instruction"] != "COMMENT"]
     copies = [i for i, (kind, _) in enumerate(steps) if kind == "COPY"]
-    assert steps[copies[0]] == ("COPY", "pyproject.toml ./")  # only pyproject.toml before the install
+    assert steps[copies[0]] == ("COPY", "requirements/runtime.txt ./requirements.txt")  # only the lock before
     install = next(i for i, (kind, value) in enumerate(steps) if kind == "RUN" and "pip install" in value)
     assert copies[0] < install < copies[1]  # so a code change does not reinstall the dependencies
     assert sorted(steps[i][1] for i in copies[1:]) == ["api ./api", "shared ./shared", "worker ./worker"]
@@ -208,34 +207,26 @@ def test_the_image_is_slim_caches_its_dependencies_and_runs_unprivileged() -> No
     assert steps.index(("USER", users[-1])) > last_run
 
 
-def test_the_dependency_layer_installs_exactly_the_projects_dependencies(tmp_path: Path) -> None:
-    """Run the Dockerfile's own requirement-extraction step on pyproject.toml."""
-    install = next(step["value"] for step in dockerfile().structure if "pip install" in step["value"])
-    words = shlex.split(install)
-    code = words[words.index("python") + 2]
-    (tmp_path / "pyproject.toml").write_bytes((ROOT / "pyproject.toml").read_bytes())
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
-    expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert done.stdout.splitlines() == expected
-    assert "--requirement /tmp/requirements.txt" in install
+def test_the_dependency_layer_installs_the_runtime_lock_with_hashes_and_nothing_else() -> None:
+    """The image gets exactly the versions the tests ran with (tests/test_lock.py keeps the lock in step)."""
+    steps = [step for step in dockerfile().structure if step["instruction"] in ("COPY", "RUN")]
+    installs = [i for i, step in enumerate(steps) if "pip install" in step["value"]]
+    assert len(installs) == 1, installs
+    copy, install = steps[installs[0] - 1], steps[installs[0]]
+    words = shlex.split(install["value"])
+    assert words[:2] == ["pip", "install"]
+    assert "--require-hashes" in words  # a file whose hash is not in the lock is refused
+    assert copy["instruction"] == "COPY"
+    source, target = shlex.split(copy["value"])  # relative to WORKDIR, like the path pip reads
+    assert source == "requirements/runtime.txt"
+    installed = words[words.index("--requirement") + 1]
+    assert PurePosixPath(installed) == PurePosixPath(target)
+    assert all(word.startswith("--") for word in words[2:] if word != installed)  # no package beside the lock
 
 
 def runtime_distributions() -> set[str]:
-    """What pip installs into the image: the project's dependencies and, with their extras, theirs."""
-    pending = [
-        Requirement(text) for text in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    ]
-    seen: set[tuple[str, str]] = set()
-    for req in pending:  # grows while it is walked
-        for extra in ("", *req.extras):
-            if (key := (canonicalize_name(req.name), extra)) in seen:
-                continue
-            seen.add(key)
-            for text in metadata.requires(req.name) or []:
-                dep = Requirement(text)
-                if dep.marker is None or dep.marker.evaluate({"extra": extra}):
-                    pending.append(dep)
-    return {name for name, _ in seen}
+    """What pip installs into the image: every package of the runtime lock."""
+    return set(read_lock(RUNTIME_LOCK))
 
 
 def third_party_imports() -> set[str]:
@@ -265,7 +256,7 @@ def test_the_build_context_holds_only_what_the_image_copies() -> None:
     patterns = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
     assert patterns[0] == "*"  # everything else (.env, .venv, .git, tests) stays out
     included = sorted(p[1:].rstrip("/") for p in patterns if p.startswith("!"))
-    assert included == ["api", "pyproject.toml", "shared", "worker"]
+    assert included == ["api", "requirements/runtime.txt", "shared", "worker"]
 
 
 def readme_section() -> str:
