@@ -134,7 +134,7 @@ SYSTEMS: dict[str, SystemSpec] = {
             HYBRID_DB_OFFSET,
             "id",
             _ours,
-            poll_read=("HGETALL", "bgt:task:"),
+            poll_read=("GET", "bgt:"),
             notes=f"this project, EXECUTOR=background with TASK_EXECUTORS={HYBRID_ROUTES} and a Celery worker "
             "(CPU-bound tasks on Celery, the rest in-process)",
             executor="background",
