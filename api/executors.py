@@ -1,7 +1,8 @@
-"""The two ways to run a task, behind one small protocol; EXECUTOR picks one."""
+"""The two ways to run a task, behind one small protocol; each task's route picks one (see shared/routing.py)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -11,10 +12,13 @@ from fastapi import BackgroundTasks
 
 from shared.connection import redis_client
 from shared.logs import task_logging
+from shared.routing import Route
 from shared.runner import Runner
 from shared.settings import Settings
 from shared.store import Publish, StatusStore
 from shared.sweeper import Requeuer
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -119,6 +123,23 @@ class CeleryExecutor:
         with self.app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=1)
         return True
+
+    async def queue_depth(self, queue: str) -> int | None:
+        """Messages waiting in a queue (the Redis list kombu keeps, or RabbitMQ's count); None if unknown."""
+        try:
+            if self.inline:
+                return int(await self.store.redis.llen(queue))
+            if self.broker is not None:
+                return int(await self.broker.llen(queue))
+            return await anyio.to_thread.run_sync(self._amqp_depth, queue)
+        except Exception as exc:  # a broker that cannot tell is not an error of the page
+            log.debug("depth of queue %s unknown: %s", queue, exc)
+            return None
+
+    def _amqp_depth(self, queue: str) -> int:
+        with self.app.connection_for_read() as connection:
+            channel: Any = connection.default_channel
+            return int(channel.queue_declare(queue, passive=True).message_count)
 
     async def plan(self, task_id: str, name: str, params_json: str, owner: str) -> Plan:
         if not (self.inline or self.broker is not None):
@@ -243,8 +264,10 @@ def _can_capture(app: Celery) -> bool:
     )
 
 
-def make_executor(settings: Settings, runner: Runner) -> Executor:
-    if settings.executor == "celery":
+def make_executors(settings: Settings, runner: Runner, routes: dict[str, Route]) -> dict[str, Executor]:
+    """The executors the routes use, by name: in-process always (it costs nothing), Celery when a task runs there."""
+    executors: dict[str, Executor] = {"background": BackgroundExecutor(runner)}
+    if settings.executor == "celery" or any(route.executor == "celery" for route in routes.values()):
         from worker.factory import make_celery  # only a Celery deployment imports Celery
 
         app = make_celery(settings, runner.registry)
@@ -252,17 +275,18 @@ def make_executor(settings: Settings, runner: Runner) -> Executor:
         # The message goes inside the create script when the broker is the store's own Redis (one server, one db).
         inline = capture and not settings.redis_cluster and settings.broker_url == settings.redis_url
         broker = redis_client(str(settings.broker_url), settings) if capture and not inline else None
-        return CeleryExecutor(app, runner.store, broker, inline=inline)
-    return BackgroundExecutor(runner)
+        executors["celery"] = CeleryExecutor(app, runner.store, broker, inline=inline)
+    return executors
 
 
-def make_requeuer(settings: Settings, executor: Executor, runner: Runner) -> Requeuer | None:
+def make_requeuer(settings: Settings, executors: dict[str, Executor], runner: Runner) -> Requeuer | None:
     """How this process re-sends a Celery task whose worker died; None without a broker (dev mode)."""
     if not settings.broker_url:
         return None
     from worker.factory import make_celery, requeuer
 
-    app = executor.app if isinstance(executor, CeleryExecutor) else make_celery(settings, runner.registry)
+    celery = executors.get("celery")
+    app = celery.app if isinstance(celery, CeleryExecutor) else make_celery(settings, runner.registry)
     return requeuer(app)
 
 

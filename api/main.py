@@ -18,18 +18,22 @@ from redis.exceptions import RedisError
 from api.auth import check_metrics_token
 from api.deps import ExecutorDep, MetricsDep, StoreDep, retry_after
 from api.errors import ErrorBody, install_error_handlers
-from api.executors import make_executor, make_requeuer
+from api.executors import make_executors, make_requeuer
 from api.hub import EventHub
 from api.limits import BodySizeLimit
 from api.memory import MemoryGuard
 from api.metrics import Metrics
 from api.openapi import install_openapi
+from api.overview import QueueWatch
+from api.overview import router as overview_router
 from api.routes_events import router as events_router
 from api.routes_submit import submit_router
 from api.routes_tasks import router as tasks_router
 from api.routes_ui import ui_router
 from shared.connection import client_factory, make_runner, make_sweeper, open_store, process_name
 from shared.logs import configure_logging
+from shared.presence import ProcessInfo
+from shared.routing import RoutingError, resolve
 from shared.settings import Settings, get_settings
 from shared.store import StatusStore
 from shared.tasks import TaskRegistry, registry
@@ -46,6 +50,7 @@ class Health(BaseModel):
     executor: str
     redis: bool
     store_full: bool  # new tasks are refused (507) until Redis has memory to spare
+    queues_without_consumer: list[str] = []  # Celery queues tasks are routed to that no live worker consumes
 
 
 class Readiness(BaseModel):
@@ -62,23 +67,39 @@ def create_app(
     clients = client_factory(settings) if store is None else None
     store = store or open_store(settings, clients() if clients else None)
     runner = make_runner(settings, store, tasks, worker=process_name(), optimistic="always", clients=clients)
-    executor = make_executor(settings, runner)
-    sweeper = make_sweeper(settings, store, make_requeuer(settings, executor, runner))
+    try:
+        routes = resolve(settings, tasks)
+    except RoutingError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
+    executors = make_executors(settings, runner, routes)
+    executor = executors[settings.executor]
+    runs_here = ["background"] if any(route.executor == "background" for route in routes.values()) else []
+
+    def describe() -> ProcessInfo:
+        return ProcessInfo(runner.worker, "api", runs_here, [], len(runner.running), settings.sweep_interval)
+
+    sweeper = make_sweeper(settings, store, make_requeuer(settings, executors, runner), describe)
     configure_logging(settings)
     metrics = Metrics(settings.executor)
     hub = EventHub(store, separate_readers=settings.redis_cluster, on_error=lambda: metrics.redis_error("events"))
     memory = MemoryGuard(store.redis, limit=settings.redis_memory_limit)
+    queued_on: dict[str, list[str]] = {}
+    for name, route in routes.items():
+        if route.executor == "celery":
+            queued_on.setdefault(route.queue, []).append(name)
+    queues = QueueWatch(store, executors.get("celery"), queued_on, every=settings.sweep_interval)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeping = asyncio.create_task(sweeper.run_forever())
         watching = asyncio.create_task(memory.run_forever())
+        looking = asyncio.create_task(queues.run_forever())
         try:
             await metrics.start(store.redis, store.keys)  # count from now on
         except RedisError as exc:
             log.warning("metrics count from the first scrape, Redis unavailable: %s", type(exc).__name__)
         yield
-        for job in (sweeping, watching):
+        for job in (sweeping, watching, looking):
             job.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await job
@@ -86,16 +107,20 @@ def create_app(
         runner.keeper.stop()
         await hub.close()
         await store.redis.aclose()
-        await executor.aclose()
+        for each in executors.values():
+            await each.aclose()
 
     app = FastAPI(title="Background tasks", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
-    app.state.executor = executor
+    app.state.executor = executor  # the default one
+    app.state.executors = executors
+    app.state.routes = {name: executors[route.executor] for name, route in routes.items()}
     app.state.runner = runner
     app.state.hub = hub
     app.state.metrics = metrics
     app.state.memory = memory
+    app.state.queues = queues
     app.state.retry_after = retry_after(settings)  # the same for every answer: computed once
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -110,9 +135,10 @@ def create_app(
             expose_headers=["Location", "ETag", "Retry-After"],
         )
     app.include_router(events_router)
-    app.include_router(submit_router(tasks))
+    app.include_router(submit_router(tasks, routes))
     app.include_router(tasks_router)
-    app.include_router(ui_router(tasks))
+    app.include_router(ui_router(tasks, routes))
+    app.include_router(overview_router)
     install_openapi(app, tasks)
 
     @app.get("/health", tags=["service"])
@@ -124,15 +150,20 @@ def create_app(
             redis_ok = False
         healthy = redis_ok and not memory.full
         return Health(
-            status="ok" if healthy else "degraded", executor=executor.name, redis=redis_ok, store_full=memory.full
+            status="ok" if healthy else "degraded",
+            executor=executor.name,
+            redis=redis_ok,
+            store_full=memory.full,
+            queues_without_consumer=queues.without_consumer,
         )
 
     @app.get("/ready", tags=["service"], responses={503: {"model": Readiness, "description": "Not ready"}})
-    async def ready(store: StoreDep, executor: ExecutorDep) -> JSONResponse:
+    async def ready(store: StoreDep) -> JSONResponse:
         """Readiness: 200 once Redis (and, with Celery, the broker) can be reached, 503 while not. Open
         without an API key; use it for load balancers and orchestrators, and `/health` for liveness."""
         redis_ok = await _answers(store.ping())
-        broker_ok = await _answers(executor.ready()) if executor.needs_broker else None
+        celery = executors.get("celery")
+        broker_ok = await _answers(celery.ready()) if celery is not None else None
         body = Readiness(ready=redis_ok and broker_ok is not False, redis=redis_ok, broker=broker_ok)
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 

@@ -7,7 +7,7 @@ errors are the ones this process met.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -45,6 +45,7 @@ class Metrics:
             self.redis_errors.labels(executor, source)  # at 0 from the start, so a rate() has a base
         self._unfinished: OrderedDict[str, tuple[str, str]] = OrderedDict()  # task id -> (executor, state)
         self._positions: Positions | None = None
+        self.recent = Recent()  # the last minutes of ended tasks, for the dashboard's charts
 
     async def start(self, redis: Any, keys: Keyspace) -> None:
         """Count from now on."""
@@ -86,6 +87,7 @@ class Metrics:
             self.end_to_end.labels(executor, state).observe((event.at_us - event.created_us) / 1e6)
             if started is not None:
                 self.run_time.labels(executor, state).observe((event.at_us - started) / 1e6)
+            self.recent.add(event)
 
     def _track(self, task_id: str, executor: str, state: str, terminal: bool) -> None:
         self._unfinished.pop(task_id, None)
@@ -106,3 +108,46 @@ class Metrics:
                     gauge.labels(executor).set(count)
             gauge.labels(self.executor).inc(0)  # the series exists (at 0) before any task
         return generate_latest(self.registry)
+
+
+class Recent:
+    """Ended tasks of the last `window` seconds (when, whose, how, queue wait, run time): the charts' data."""
+
+    def __init__(self, window: float = 600.0, limit: int = 100_000) -> None:
+        self.window = window
+        self._ended: deque[tuple[float, str, str, float | None, float | None]] = deque(maxlen=limit)
+
+    def add(self, event: TaskEvent) -> None:
+        started = event.started_us or None
+        wait = (started - event.created_us) / 1e6 if started else None
+        run = (event.at_us - started) / 1e6 if started else None
+        self._ended.append((event.at_us / 1e6, event.owner, event.state, wait, run))
+
+    def series(self, now: float, owner: str | None, bucket: float = 10.0) -> list[dict[str, float | int | None]]:
+        """Per `bucket` seconds of the window, oldest first: tasks ended (and failed), wait and run percentiles."""
+        while self._ended and self._ended[0][0] < now - self.window:
+            self._ended.popleft()
+        first = now - self.window
+        buckets: list[list[tuple[str, float | None, float | None]]] = [[] for _ in range(int(self.window / bucket))]
+        for at, whose, state, wait, run in self._ended:
+            if (owner is None or whose == owner) and at >= first:
+                buckets[min(len(buckets) - 1, int((at - first) / bucket))].append((state, wait, run))
+        return [
+            {
+                "at": first + (i + 1) * bucket,
+                "ended": len(items),
+                "failed": sum(1 for state, _, _ in items if state in ("failed", "lost")),
+                "wait_p50": _percentile([w for _, w, _ in items if w is not None], 0.5),
+                "wait_p95": _percentile([w for _, w, _ in items if w is not None], 0.95),
+                "run_p50": _percentile([r for _, _, r in items if r is not None], 0.5),
+                "run_p95": _percentile([r for _, _, r in items if r is not None], 0.95),
+            }
+            for i, items in enumerate(buckets)
+        ]
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

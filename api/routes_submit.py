@@ -17,6 +17,7 @@ from api.executors import Executor
 from api.params import parse_params
 from shared.logs import current_task_id
 from shared.record import TaskRecord
+from shared.routing import Route
 from shared.store import IdempotencyConflict, StatusStore
 from shared.tasks import TaskRegistry, TaskSpec
 
@@ -43,9 +44,11 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def submit_router(registry: TaskRegistry) -> APIRouter:
+def submit_router(registry: TaskRegistry, routes: dict[str, Route]) -> APIRouter:
     router = APIRouter(prefix="/tasks", tags=["submit"])
     for spec in registry:
+        route = routes[spec.name]
+        where = f"on Celery (queue `{route.queue}`)" if route.executor == "celery" else "in the API process"
         router.add_api_route(
             f"/{spec.name}",
             _submit_endpoint(spec),
@@ -53,7 +56,7 @@ def submit_router(registry: TaskRegistry) -> APIRouter:
             status_code=202,
             name=f"submit_{spec.name}",
             summary=f"Start `{spec.name}`",
-            description=(spec.fn.__doc__ or "").strip(),
+            description=f"{(spec.fn.__doc__ or '').strip()}\n\nRuns {where}.".strip(),
             response_class=Response,
             responses=_RESPONSES,
             openapi_extra={**params_body(spec), **SECURED},
@@ -80,7 +83,7 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
         """(No dependencies beyond these: see `owner_from`.)"""
         mine = owner_from(request) or ""
         store: StatusStore = request.app.state.store
-        executor: Executor = request.app.state.executor
+        executor: Executor = request.app.state.routes[spec.name]
         params_json = parse_params(model, await request.body(), required=required)
         if not request.app.state.memory.admit(len(params_json)):  # what is accepted must be able to finish
             return store_full()

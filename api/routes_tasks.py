@@ -10,8 +10,9 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, 
 from pydantic import BaseModel
 
 from api.auth import SECURED, OwnerDep, owner_from
-from api.deps import ExecutorDep, StoreDep, bind_task_id
+from api.deps import StoreDep, bind_task_id
 from api.errors import STORE_RESPONSES, ErrorBody, invalid
+from api.executors import Executor
 from api.hub import EventHub
 from api.polling import parse_etags, record_response, wait_for_change
 from shared.listing import Cursor, list_page
@@ -110,7 +111,6 @@ async def list_tasks(
 )
 async def cancel_task(
     store: StoreDep,
-    executor: ExecutorDep,
     owner: OwnerDep,
     request: Request,
     background: BackgroundTasks,
@@ -125,7 +125,9 @@ async def cancel_task(
     outcome, snapshot = reply
     if outcome is CancelOutcome.FINISHED:
         raise HTTPException(409, f"task {key} already finished ({snapshot.state})")
-    background.add_task(executor.revoke, key)
+    executors: dict[str, Executor] = request.app.state.executors
+    if (runs_it := executors.get(snapshot.raw("executor").decode().strip('"'))) is not None:
+        background.add_task(runs_it.revoke, key)
     if outcome is CancelOutcome.CANCELLED:
         return Response(snapshot.json, status_code=200, media_type=_JSON)
     headers = {"Retry-After": request.app.state.retry_after}

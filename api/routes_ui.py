@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from shared.catalog import TaskType
+from shared.routing import Route
 from shared.tasks import TaskRegistry
 
 
@@ -17,13 +18,15 @@ def _page() -> str:
     return (files("api") / "static" / "dashboard.html").read_text(encoding="utf-8")
 
 
-def ui_router(registry: TaskRegistry) -> APIRouter:
+def ui_router(registry: TaskRegistry, routes: dict[str, Route]) -> APIRouter:
     router = APIRouter(tags=["dashboard"])
     catalog = [
         TaskType(
             name=spec.name,
             description=(spec.fn.__doc__ or "").strip(),
             params_schema=spec.params_model.model_json_schema(),
+            executor=routes[spec.name].executor,
+            queue=routes[spec.name].queue if routes[spec.name].executor == "celery" else None,
         )
         for spec in registry
     ]
@@ -35,7 +38,7 @@ def ui_router(registry: TaskRegistry) -> APIRouter:
 
     @router.get("/catalog")
     async def task_catalog() -> list[TaskType]:
-        """The registered tasks and the JSON Schema of each one's parameters."""
+        """The registered tasks: the JSON Schema of each one's parameters, and where it runs."""
         return catalog
 
     return router

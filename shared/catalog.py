@@ -13,3 +13,5 @@ class TaskType(BaseModel):
     name: str
     description: str
     params_schema: dict[str, Any]  # the JSON Schema of the task's parameters, as /docs shows it
+    executor: str = "background"  # where it runs: "background" (in the API process) or "celery"
+    queue: str | None = None  # its Celery queue, when it runs on Celery

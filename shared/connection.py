@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 from shared.clock import RedisClock
 from shared.keeper import LeaseKeeper
 from shared.keys import Keyspace
+from shared.presence import Presence, ProcessInfo
 from shared.runner import Runner
 from shared.settings import Settings
 from shared.store import StatusStore
@@ -130,10 +131,13 @@ def make_runner(
     )
 
 
-def make_sweeper(settings: Settings, store: StatusStore, requeue: Requeuer | None) -> Sweeper:
+def make_sweeper(
+    settings: Settings, store: StatusStore, requeue: Requeuer | None, describe: Callable[[], ProcessInfo] | None = None
+) -> Sweeper:
     return Sweeper(
         store,
         requeue,
         interval=settings.sweep_interval,
         events_age=settings.events_age,
+        presence=Presence(store, describe) if describe else None,
     )

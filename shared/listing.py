@@ -155,19 +155,31 @@ async def _next_candidates(
     return out
 
 
-async def _running(store: StatusStore, owner: str, name: str | None, limit: int, cursor: Cursor | None) -> Page:
+async def _running_now(store: StatusStore, owner: str, name: str | None = None) -> list[Snapshot]:
+    """The owner's running tasks: the leased ones (a bounded set) whose record says `running`."""
     keys = store.keys
     async with store.redis.pipeline(transaction=False) as pipe:
         for partition in keys.all_partitions():
             pipe.zrange(keys.leases(partition), 0, -1)
         replies = cast(list[list[bytes]], await pipe.execute())
     ids = [member.decode() for members in replies for member in members]
+    return [
+        snapshot
+        for snapshot in await store.read_many(ids)
+        if snapshot is not None
+        and snapshot.state == "running"
+        and snapshot.owner == owner
+        and (name is None or snapshot.name == name)
+    ]
+
+
+async def count_running(store: StatusStore, owner: str) -> int:
+    return len(await _running_now(store, owner))
+
+
+async def _running(store: StatusStore, owner: str, name: str | None, limit: int, cursor: Cursor | None) -> Page:
     running: list[tuple[Cursor, Snapshot]] = []
-    for snapshot in await store.read_many(ids):
-        if snapshot is None or snapshot.state != "running" or snapshot.owner != owner:
-            continue
-        if name is not None and snapshot.name != name:
-            continue
+    for snapshot in await _running_now(store, owner, name):
         position = Cursor(int(snapshot.parts[_CREATED]), snapshot.task_id)
         if cursor is None or position < cursor:
             running.append((position, snapshot))

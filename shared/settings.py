@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # Log lines as text or as one JSON object a line; either way a line about a task names its id.
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Where tasks run, overriding their declarations: `cpu=celery,sleep=background` (EXECUTOR for the rest).
+    task_executors: Annotated[dict[str, ExecutorName], NoDecode] = {}
+    # The Celery queue of each task, overriding its declaration: `cpu=cpu` (Celery's `celery` for the rest).
+    task_queues: Annotated[dict[str, str], NoDecode] = {}
     # Modules whose import registers tasks (comma-separated in the environment).
     task_modules: Annotated[list[str], NoDecode] = ["shared.builtin_tasks"]
     # A task whose heartbeat is older than this is presumed dead: re-queued (Celery) or marked `lost`.
@@ -70,6 +74,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("task_executors", "task_queues", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        """`a=b,c=d` -> {"a": "b", "c": "d"} (a pair without `=` is left for the type check to refuse)."""
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            name, sep, target = part.partition("=")
+            if not sep or not name.strip() or not target.strip():
+                raise ValueError(f"expected name=value pairs separated by commas, got {part!r}")
+            pairs[name.strip()] = target.strip()
+        return pairs
 
     @model_validator(mode="after")
     def _celery_needs_redis(self) -> Settings:

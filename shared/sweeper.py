@@ -23,6 +23,7 @@ from typing import cast
 from redis.exceptions import RedisError
 
 from shared.keys import ACTIVE, TERMINAL_BUCKETS
+from shared.presence import Presence, forget_gone
 from shared.store import Requeue, StatusStore
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,14 @@ class Sweeper:
         interval: float,
         events_age: float = 3600.0,
         grace: float | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self.store = store
         self.requeue = requeue  # None where no Celery app is configured: Celery tasks are left to a worker
         self.interval = interval
         self.events_age = events_age
         self.grace = store.lease_seconds if grace is None else grace
+        self.presence = presence  # this process's report for the workers panel, made each round
         self.prune_interval = min(60.0, max(1.0, interval * 6))
         self._healthy_since: float | None = None
         self._last_prune = -self.prune_interval
@@ -73,6 +76,8 @@ class Sweeper:
         except RedisError:
             self._healthy_since = None
             raise
+        if self.presence is not None:
+            await self.presence.report()
         now = time.monotonic()
         if self._healthy_since is None:
             self._healthy_since = now
@@ -100,6 +105,8 @@ class Sweeper:
             if await store.redis.set(keys.prune_lock(partition), "1", nx=True, ex=max(1, int(self.prune_interval))):
                 await self._prune_indexes(partition)
                 await self._trim_events(partition)
+                if partition == 0:
+                    await forget_gone(store)
 
     async def _prune_indexes(self, partition: int) -> None:
         store, keys = self.store, self.store.keys

@@ -80,6 +80,8 @@ class TaskSpec:
     retry_backoff: float = 1.0  # seconds before the first retry; doubles each time, with jitter
     retry_backoff_max: float = 60.0
     time_limit: float | None = None  # seconds one attempt may run (capped by TASK_TIME_LIMIT)
+    executor: str | None = None  # where it runs ("background" or "celery"); None: EXECUTOR (TASK_EXECUTORS wins)
+    queue: str | None = None  # its Celery queue; None: Celery's default (TASK_QUEUES wins)
 
 
 class TaskRegistry:
@@ -96,6 +98,8 @@ class TaskRegistry:
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 60.0,
         time_limit: float | None = None,
+        executor: str | None = None,
+        queue: str | None = None,
     ) -> Callable[[F], F]:
         """Register `fn(params: Model[, ctx: TaskContext])`; the model comes from the first annotation.
 
@@ -104,6 +108,8 @@ class TaskRegistry:
         """
         if max_attempts < 1 or retry_backoff < 0 or (time_limit is not None and time_limit <= 0):
             raise ValueError("max_attempts must be >= 1, retry_backoff >= 0 and time_limit > 0")
+        if executor not in (None, "background", "celery"):
+            raise ValueError(f"executor must be 'background' or 'celery', not {executor!r}")
 
         def register(fn: F) -> F:
             spec = replace(
@@ -112,6 +118,8 @@ class TaskRegistry:
                 retry_backoff=retry_backoff,
                 retry_backoff_max=retry_backoff_max,
                 time_limit=time_limit,
+                executor=executor,
+                queue=queue,
             )
             if not _NAME.fullmatch(spec.name):
                 raise ValueError(f"task name {spec.name!r}: use letters, digits, '_', '.' and '-' (at most 100)")

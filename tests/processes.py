@@ -123,9 +123,13 @@ def start_api(
     return proc
 
 
-def start_worker(env: Mapping[str, str], *, concurrency: int = 2, hostname: str = "w1@%h") -> Proc:
+def start_worker(
+    env: Mapping[str, str], *, concurrency: int = 2, hostname: str = "w1@%h", queues: str | None = None
+) -> Proc:
     argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO"]
     argv += ["--concurrency", str(concurrency), "--hostname", hostname, "--without-gossip", "--without-mingle"]
+    if queues:
+        argv += ["--queues", queues]
     proc = spawn("worker", argv, env)
 
     def ready() -> bool:

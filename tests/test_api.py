@@ -134,7 +134,13 @@ async def test_cancelling_a_finished_task_is_a_409(client: httpx.AsyncClient) ->
 
 async def test_health_names_the_executor_and_redis(client: httpx.AsyncClient) -> None:
     resp = await client.get("/health")
-    assert resp.json() == {"status": "ok", "executor": "background", "redis": True, "store_full": False}
+    assert resp.json() == {
+        "status": "ok",
+        "executor": "background",
+        "redis": True,
+        "store_full": False,
+        "queues_without_consumer": [],
+    }
 
 
 async def test_openapi_documents_one_route_per_task_with_its_schema(client: httpx.AsyncClient) -> None:

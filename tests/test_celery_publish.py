@@ -15,8 +15,9 @@ import pytest
 from fastapi import BackgroundTasks
 from redis.asyncio import Redis
 
-from api.executors import CeleryExecutor, make_executor, message_kwargs
+from api.executors import CeleryExecutor, make_executors, message_kwargs
 from shared.connection import make_runner, open_store
+from shared.routing import resolve
 from shared.settings import Settings
 from shared.store import StatusStore
 from shared.tasks import registry
@@ -52,8 +53,9 @@ async def test_the_executor_publishes_what_send_task_publishes(redis_server: Pro
     await raw_redis.flushdb()
     settings = Settings(executor="celery", redis_url=url, celery_broker_url=broker_url)
     store = open_store(settings)
-    runner = make_runner(settings, store, registry.load(settings.task_modules), worker="t", optimistic="never")
-    executor = make_executor(settings, runner)
+    tasks = registry.load(settings.task_modules)
+    runner = make_runner(settings, store, tasks, worker="t", optimistic="never")
+    executor = make_executors(settings, runner, resolve(settings, tasks))["celery"]
     assert isinstance(executor, CeleryExecutor)
     # Same Redis: the store's create script sends it; another Redis: the asyncio client. Never a thread.
     assert executor.inline == (broker == "the store's redis")

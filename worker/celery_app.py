@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from celery.signals import worker_ready
+from celery.worker import state as worker_state
 
+from shared.connection import process_name
 from shared.logs import configure_logging
+from shared.presence import ProcessInfo
+from shared.routing import RoutingError
 from shared.settings import get_settings
 from shared.tasks import registry
 from worker.factory import make_celery, sweep_in_background
@@ -15,9 +19,19 @@ settings = get_settings()
 if not settings.redis_url:
     raise SystemExit("configuration error: REDIS_URL: the Celery worker needs the Redis the API uses")
 configure_logging(settings)  # before the worker sets up logging, which then leaves the root logger to us
-app = make_celery(settings, registry.load(settings.task_modules))
+try:
+    app = make_celery(settings, registry.load(settings.task_modules))
+except RoutingError as exc:
+    raise SystemExit(f"configuration error: {exc}") from None
 
 
 @worker_ready.connect
-def _start_sweeper(**_: Any) -> None:
-    sweep_in_background(app, settings)
+def _start_sweeper(sender: Any = None, **_: Any) -> None:
+    queues = sorted(queue.name for queue in sender.task_consumer.queues) if sender is not None else []
+    hostname = str(getattr(sender, "hostname", "") or process_name())
+
+    def describe() -> ProcessInfo:
+        running = len(worker_state.active_requests)
+        return ProcessInfo(hostname, "worker", ["celery"], queues, running, settings.sweep_interval)
+
+    sweep_in_background(app, settings, describe)

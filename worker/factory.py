@@ -28,6 +28,8 @@ from redis.exceptions import RedisError
 
 from shared.connection import client_factory, make_runner, make_sweeper, open_store, process_name
 from shared.logs import task_logging
+from shared.presence import ProcessInfo
+from shared.routing import celery_queues, resolve
 from shared.runner import Runner
 from shared.settings import Settings
 from shared.store import Requeue
@@ -63,6 +65,8 @@ def make_celery(settings: Settings, tasks: TaskRegistry) -> Celery:
             "unacked_restore_throttle": 1,  # look for messages to re-deliver every 10 s, not every 100 s
         },
     )
+    # Each task's queue (Celery's own routing: the API's send_task and a worker's `-Q` both follow it).
+    app.conf.task_routes = {name: {"queue": queue} for name, queue in celery_queues(resolve(settings, tasks)).items()}
     for spec in tasks:
         app.task(name=spec.name, bind=True, shared=False)(_entry_point(spec.name, settings, tasks))
     return app
@@ -128,11 +132,12 @@ def _run_or_requeue(loop: asyncio.Runner, job: Coroutine[Any, Any, str | None], 
         raise Reject(f"status store unreachable: {type(exc).__name__}", requeue=True) from None
 
 
-def sweep_in_background(app: Celery, settings: Settings) -> threading.Thread:
-    """The worker's sweeper: a daemon thread with its own event loop, in the worker's main process."""
+def sweep_in_background(app: Celery, settings: Settings, describe: Callable[[], ProcessInfo]) -> threading.Thread:
+    """The worker's sweeper (and its report for the workers panel): a daemon thread with its own event loop,
+    in the worker's main process."""
 
     def sweep_forever() -> None:
-        asyncio.run(make_sweeper(settings, open_store(settings), requeuer(app)).run_forever())
+        asyncio.run(make_sweeper(settings, open_store(settings), requeuer(app), describe).run_forever())
 
     thread = threading.Thread(target=sweep_forever, name="bgt-sweeper", daemon=True)
     thread.start()
