@@ -123,8 +123,10 @@ def start_api(
     return proc
 
 
-def start_worker(env: Mapping[str, str], *, concurrency: int = 2, hostname: str = "w1@%h") -> Proc:
-    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO"]
+def start_worker(
+    env: Mapping[str, str], *, concurrency: int = 2, hostname: str = "w1@%h", app: str | None = None
+) -> Proc:
+    argv = [sys.executable, "-m", "celery", "-A", app or "worker.celery_app", "worker", "--loglevel", "INFO"]
     argv += ["--concurrency", str(concurrency), "--hostname", hostname, "--without-gossip", "--without-mingle"]
     proc = spawn("worker", argv, env)
 

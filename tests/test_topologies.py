@@ -9,11 +9,14 @@ long the same client took to work again, and what it raised meanwhile): run with
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -25,6 +28,7 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import AuthenticationError, RedisClusterException
 
+from tests.processes import Proc, spawn, wait_until
 from tests.topologies import (
     PORT_LIMIT,
     RedisCluster,
@@ -237,6 +241,48 @@ def test_kombu_and_celery_reach_redis_through_sentinel(sentinels: SentinelSet) -
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=2)
             assert conn.transport.driver_type == "redis"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("retry", [False, True], ids=["celery-default", "broker_channel_error_retry"])
+def test_a_celery_worker_on_sentinel_through_a_planned_failover(
+    sentinels: SentinelSet, tmp_path: Path, retry: bool
+) -> None:
+    """SENTINEL FAILOVER turns the old master into a replica, which ends the worker's blocked BRPOP with an
+    `UNBLOCKED` error reply: a channel error to kombu, which stops a Celery 5.7 worker unless channel errors
+    are retried."""
+    marks, options = tmp_path / "marks.jsonl", {"master_name": sentinels.master_name}
+    env = {"BROKER_URL": sentinels.kombu_url, "TRANSPORT_OPTIONS": json.dumps(options), "MARK_FILE": str(marks)}
+    worker = start_probe_worker({**env, "CHANNEL_ERROR_RETRY": "1" if retry else "0"})
+    client = Celery("topology-check", broker=sentinels.kombu_url)
+    client.conf.broker_transport_options = options
+
+    tag = uuid.uuid4().hex  # the queue may still hold a message that an earlier test's dead worker left
+
+    def ran(label: str) -> bool:
+        return marks.exists() and any(json.loads(line)["label"] == label for line in marks.read_text().splitlines())
+
+    try:
+        with logs_on_failure(lambda: f"{sentinels.logs()}\n{worker.log()}"):
+            client.send_task("mark", args=[f"before-{tag}"])
+            wait_until(partial(ran, f"before-{tag}"), timeout=20, what="the task before the failover")
+            sentinels.failover()
+            client.send_task("mark", args=[f"after-{tag}"])  # the publisher finds the new master by itself
+            if retry:
+                wait_until(partial(ran, f"after-{tag}"), timeout=30, what="the task after the failover")
+                assert worker.alive()
+            else:
+                wait_until(lambda: not worker.alive(), timeout=30, what="the worker to stop")
+                assert "UNBLOCKED force unblock from blocking operation" in worker.log()
+    finally:
+        worker.stop()
+
+
+def start_probe_worker(env: dict[str, str]) -> Proc:
+    argv = [sys.executable, "-m", "celery", "-A", "tests.probe_celery_app", "worker", "--concurrency", "1"]
+    worker = spawn("probe-worker", [*argv, "--loglevel", "INFO", "--without-gossip", "--without-mingle"], env)
+    wait_until(lambda: " ready." in worker.log(), timeout=60, what="the probe worker to be ready")
+    return worker
 
 
 def round_trip(conn: Connection) -> None:

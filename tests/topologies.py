@@ -8,9 +8,11 @@ URL forms that work, checked by tests/test_topologies.py:
 - TLS + ACL, redis-py (asyncio) and kombu/Celery alike:
   `rediss://bgt:secret@127.0.0.1:P/0?ssl_cert_reqs=required&ssl_ca_certs=/path/ca.crt`. Both read the
   `ssl_*` query parameters; use the lowercase `required` (kombu also takes `CERT_REQUIRED`, redis-py does not).
-- Sentinel, redis-py: no URL; `redis.asyncio.sentinel.Sentinel([(host, port), ...]).master_for(name)`.
-  kombu/Celery: `sentinel://127.0.0.1:P1;sentinel://127.0.0.1:P2;...` with the transport option
-  `master_name` (`broker_transport_options={"master_name": name}` in Celery).
+- Sentinel, redis-py: no URL (`redis+sentinel://` and `sentinel://` are refused by from_url); build
+  `redis.asyncio.sentinel.Sentinel([(host, port), ...]).master_for(name)`. kombu/Celery:
+  `sentinel://127.0.0.1:P1;sentinel://127.0.0.1:P2;...` with the transport option `master_name`
+  (`broker_transport_options={"master_name": name}` in Celery); a worker survives a planned failover only
+  with `broker_channel_error_retry=True` (see test_a_celery_worker_on_sentinel_through_a_planned_failover).
 - Cluster, redis-py: `redis.asyncio.cluster.RedisCluster.from_url("redis://127.0.0.1:P")`, any node's URL.
 - RabbitMQ: `amqp://guest:guest@127.0.0.1:5672/<vhost>`.
 """
