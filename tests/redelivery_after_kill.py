@@ -63,10 +63,16 @@ def main() -> None:
     options = {"visibility_timeout": args.visibility, "unacked_restore_interval": args.interval}
     options |= {"unacked_restore_throttle": args.throttle}
     marks = Path(tempfile.mkdtemp(prefix="bgt-redelivery-")) / "marks.jsonl"
-    with broker(args.kind) as url:
+    with broker(args.kind) as url, contextlib.ExitStack() as started_here:
         env = {"BROKER_URL": url, "MARK_FILE": str(marks)}
         env["TRANSPORT_OPTIONS"] = json.dumps({k: v for k, v in options.items() if v is not None})
-        first = worker("first", env, "celery,blocking")  # the second worker does not take the long task
+
+        def start(name: str, queues: str) -> Proc:
+            proc = worker(name, env, queues)
+            started_here.callback(proc.stop)  # whatever fails later, no worker outlives the run
+            return proc
+
+        first = start("first", "celery,blocking")  # the second worker does not take the long task
         client = Celery("driver", broker=url)
         client.conf.broker_transport_options = json.loads(env["TRANSPORT_OPTIONS"])
         client.send_task("block", args=[600], queue="blocking")
@@ -74,8 +80,8 @@ def main() -> None:
         client.send_task("mark", args=["held"])
         wait_until(lambda: "Task mark[" in first.log(), timeout=30, what="the first worker to receive the mark task")
         received = time.time()
-        second = worker("second", env, "celery") if args.running else None  # starts while the message is held
-        started = time.time()
+        second = start("second", "celery") if args.running else None  # starts while the message is held
+        ready = time.time()
         first.kill_group()
         killed = time.time()
         print(f"{args.kind}: the first worker received the message, SIGKILLed {killed - received:.2f} s later")
@@ -84,17 +90,13 @@ def main() -> None:
                 print("  kombu's unacked hash holds", r.hlen("unacked"), "messages;", "queue length", r.llen("celery"))
         if second is None:
             time.sleep(args.later)
-            second = worker("second", env, "celery")
-            started = time.time()
-        try:
-            wait_until(marks.exists, timeout=args.wait, what="the held message to run again", interval=0.2)
-            ran = json.loads(marks.read_text().splitlines()[0])
-            print(f"  the second worker was ready {started - killed:.2f} s after the kill (< 0: before it)")
-            print(f"  the held message ran {ran['at'] - killed:.2f} s after the kill, {ran['at'] - received:.2f} s")
-            print(f"  after its first delivery, {ran['at'] - started:.1f} s after the second worker started: {ran}")
-        finally:
-            second.stop()
-            print("----- second worker -----\n" + "\n".join(second.log().splitlines()[-6:]))
+            second = start("second", "celery")
+            ready = time.time()
+        wait_until(marks.exists, timeout=args.wait, what="the held message to run again", interval=0.2)
+        ran = json.loads(marks.read_text().splitlines()[0])
+        print(f"  the second worker was ready {ready - killed:.2f} s after the kill (< 0: before it)")
+        print(f"  the held message ran {ran['at'] - killed:.2f} s after the kill, {ran['at'] - received:.2f} s")
+        print(f"  after its first delivery, {ran['at'] - ready:.1f} s after the second worker was ready: {ran}")
 
 
 if __name__ == "__main__":
