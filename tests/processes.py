@@ -124,9 +124,14 @@ def start_api(
 
 
 def start_worker(
-    env: Mapping[str, str], *, concurrency: int = 2, hostname: str = "w1@%h", queues: str | None = None
+    env: Mapping[str, str],
+    *,
+    concurrency: int = 2,
+    hostname: str = "w1@%h",
+    queues: str | None = None,
+    app: str | None = None,
 ) -> Proc:
-    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO"]
+    argv = [sys.executable, "-m", "celery", "-A", app or "worker.celery_app", "worker", "--loglevel", "INFO"]
     argv += ["--concurrency", str(concurrency), "--hostname", hostname, "--without-gossip", "--without-mingle"]
     if queues:
         argv += ["--queues", queues]
