@@ -14,6 +14,11 @@ from shared.tasks import TaskRegistry
 from tests.processes import ROOT, clean_environ
 
 
+def settings(**values: object) -> Settings:
+    """Settings as the environment gives them (strings)."""
+    return Settings.model_validate(values)
+
+
 class Nothing(BaseModel):
     pass
 
@@ -34,7 +39,7 @@ def registry() -> TaskRegistry:
 
 
 def test_a_declaration_routes_a_task_and_the_settings_override_it() -> None:
-    settings = Settings(redis_url="redis://127.0.0.1:1/0", task_executors="other=celery", task_queues="other=io")
+    settings = settings(redis_url="redis://127.0.0.1:1/0", task_executors="other=celery", task_queues="other=io")
     routes = resolve(settings, registry())
     assert routes == {
         "light": Route("background", "celery"),  # EXECUTOR's default for the rest
@@ -42,27 +47,27 @@ def test_a_declaration_routes_a_task_and_the_settings_override_it() -> None:
         "other": Route("celery", "io"),  # TASK_EXECUTORS and TASK_QUEUES win
     }
     assert celery_queues(routes) == {"heavy": "cpu", "other": "io"}
-    back = resolve(Settings(redis_url="redis://127.0.0.1:1/0", task_executors="heavy=background"), registry())
+    back = resolve(settings(redis_url="redis://127.0.0.1:1/0", task_executors="heavy=background"), registry())
     assert back["heavy"].executor == "background"
 
 
 def test_an_unknown_task_in_a_route_is_refused_by_name() -> None:
-    settings = Settings(redis_url="redis://127.0.0.1:1/0", task_executors="ghost=celery")
+    settings = settings(redis_url="redis://127.0.0.1:1/0", task_executors="ghost=celery")
     with pytest.raises(RoutingError, match="TASK_EXECUTORS: no task named ghost"):
         resolve(settings, registry())
     with pytest.raises(RoutingError, match="TASK_QUEUES: no task named ghost"):
-        resolve(Settings(redis_url="redis://127.0.0.1:1/0", task_queues="ghost=q"), registry())
+        resolve(settings(redis_url="redis://127.0.0.1:1/0", task_queues="ghost=q"), registry())
 
 
 def test_a_celery_task_without_redis_is_refused() -> None:
     with pytest.raises(RoutingError, match="heavy run on Celery, which needs REDIS_URL"):
-        resolve(Settings(), registry())  # dev mode: no Redis, so no worker could ever run it
+        resolve(settings(), registry())  # dev mode: no Redis, so no worker could ever run it
 
 
 @pytest.mark.parametrize("bad", ["cpu", "cpu=", "=celery", "cpu=somewhere"])
 def test_a_malformed_route_setting_is_refused(bad: str) -> None:
-    with pytest.raises(ValueError, match="TASK_EXECUTORS|task_executors|name=value|background"):
-        Settings(task_executors=bad)
+    with pytest.raises(ValueError, match=r"TASK_EXECUTORS|task_executors|name=value|background"):
+        settings(task_executors=bad)
 
 
 _REDIS = {"REDIS_URL": "redis://127.0.0.1:1/0"}
