@@ -14,7 +14,7 @@ from shared.tasks import TaskRegistry
 from tests.processes import ROOT, clean_environ
 
 
-def settings(**values: object) -> Settings:
+def from_env(**values: object) -> Settings:
     """Settings as the environment gives them (strings)."""
     return Settings.model_validate(values)
 
@@ -39,35 +39,35 @@ def registry() -> TaskRegistry:
 
 
 def test_a_declaration_routes_a_task_and_the_settings_override_it() -> None:
-    settings = settings(redis_url="redis://127.0.0.1:1/0", task_executors="other=celery", task_queues="other=io")
-    routes = resolve(settings, registry())
+    configured = from_env(redis_url="redis://127.0.0.1:1/0", task_executors="other=celery", task_queues="other=io")
+    routes = resolve(configured, registry())
     assert routes == {
         "light": Route("background", "celery"),  # EXECUTOR's default for the rest
         "heavy": Route("celery", "cpu"),  # as declared
         "other": Route("celery", "io"),  # TASK_EXECUTORS and TASK_QUEUES win
     }
     assert celery_queues(routes) == {"heavy": "cpu", "other": "io"}
-    back = resolve(settings(redis_url="redis://127.0.0.1:1/0", task_executors="heavy=background"), registry())
+    back = resolve(from_env(redis_url="redis://127.0.0.1:1/0", task_executors="heavy=background"), registry())
     assert back["heavy"].executor == "background"
 
 
 def test_an_unknown_task_in_a_route_is_refused_by_name() -> None:
-    settings = settings(redis_url="redis://127.0.0.1:1/0", task_executors="ghost=celery")
+    configured = from_env(redis_url="redis://127.0.0.1:1/0", task_executors="ghost=celery")
     with pytest.raises(RoutingError, match="TASK_EXECUTORS: no task named ghost"):
-        resolve(settings, registry())
+        resolve(configured, registry())
     with pytest.raises(RoutingError, match="TASK_QUEUES: no task named ghost"):
-        resolve(settings(redis_url="redis://127.0.0.1:1/0", task_queues="ghost=q"), registry())
+        resolve(from_env(redis_url="redis://127.0.0.1:1/0", task_queues="ghost=q"), registry())
 
 
 def test_a_celery_task_without_redis_is_refused() -> None:
     with pytest.raises(RoutingError, match="heavy run on Celery, which needs REDIS_URL"):
-        resolve(settings(), registry())  # dev mode: no Redis, so no worker could ever run it
+        resolve(from_env(), registry())  # dev mode: no Redis, so no worker could ever run it
 
 
 @pytest.mark.parametrize("bad", ["cpu", "cpu=", "=celery", "cpu=somewhere"])
 def test_a_malformed_route_setting_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match=r"TASK_EXECUTORS|task_executors|name=value|background"):
-        settings(task_executors=bad)
+        from_env(task_executors=bad)
 
 
 _REDIS = {"REDIS_URL": "redis://127.0.0.1:1/0"}
