@@ -11,7 +11,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RedisError, _store_unavailable)
+    # redis-py's cluster errors (a slot without its node, the cluster unreachable) are not RedisErrors.
+    app.add_exception_handler(RedisClusterException, _store_unavailable)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -14,11 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from shared.feed import Positions, TaskEvent, follow, last_positions
 from shared.snapshot import Snapshot
-from shared.store import StatusStore
+from shared.store import STORE_ERRORS, StatusStore
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +156,7 @@ class EventHub:
                 events = await follow(self.store.redis, self.store.keys, positions, block_ms=_BLOCK_MS)
                 if events:
                     await self._deliver(events)
-            except RedisError as exc:
+            except STORE_ERRORS as exc:
                 if self._on_error:
                     self._on_error()
                 delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]

@@ -13,7 +13,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
-from redis.exceptions import RedisError
 
 from api.auth import check_metrics_token
 from api.deps import ExecutorDep, MetricsDep, StoreDep, retry_after
@@ -35,7 +34,7 @@ from shared.logs import configure_logging
 from shared.presence import ProcessInfo
 from shared.routing import RoutingError, resolve
 from shared.settings import Settings, get_settings
-from shared.store import StatusStore
+from shared.store import STORE_ERRORS, UNREACHABLE, StatusStore
 from shared.tasks import TaskRegistry, registry
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ def create_app(
         looking = asyncio.create_task(queues.run_forever())
         try:
             await metrics.start(store.redis, store.keys)  # count from now on
-        except RedisError as exc:
+        except STORE_ERRORS as exc:
             log.warning("metrics count from the first scrape, Redis unavailable: %s", type(exc).__name__)
         yield
         for job in (sweeping, watching, looking):
@@ -146,7 +145,7 @@ def create_app(
         """Liveness plus whether Redis answers (within a second); open without an API key."""
         try:
             redis_ok = await asyncio.wait_for(store.ping(), timeout=1.0)
-        except (RedisError, TimeoutError, OSError):
+        except UNREACHABLE:
             redis_ok = False
         healthy = redis_ok and not memory.full
         return Health(
@@ -189,7 +188,7 @@ def create_app(
 async def _answers(check: Awaitable[bool], within: float = 1.0) -> bool:
     try:
         return bool(await asyncio.wait_for(check, timeout=within))
-    except (RedisError, TimeoutError, OSError, ConnectionError):
+    except UNREACHABLE:
         return False
 
 

@@ -14,7 +14,6 @@ from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from redis.exceptions import RedisError
 
 from api.auth import SECURED, owner_from
 from api.executors import CeleryExecutor, Executor
@@ -22,7 +21,7 @@ from api.metrics import Metrics
 from shared.keys import ACTIVE, TERMINAL_BUCKETS
 from shared.listing import count_running
 from shared.presence import consumers, processes
-from shared.store import StatusStore
+from shared.store import UNREACHABLE, StatusStore
 
 log = logging.getLogger(__name__)
 _FRESH = 2.0  # seconds an answer is reused
@@ -64,7 +63,7 @@ class QueueWatch:
         while self.celery is not None and self.queues:
             try:
                 await self.look()
-            except (RedisError, OSError) as exc:
+            except UNREACHABLE as exc:
                 log.debug("queues not looked at: %s", exc)
             await asyncio.sleep(self.every)
 

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
-from redis.exceptions import RedisError
 
 from api.auth import OwnerDep
 from api.deps import HubDep, MetricsDep, StoreDep, bind_task_id
@@ -24,7 +23,7 @@ from api.metrics import Metrics
 from api.routes_tasks import TaskIdPath, not_found
 from shared.feed import TaskEvent, parse_event_id, read_after
 from shared.snapshot import Snapshot
-from shared.store import StatusStore
+from shared.store import STORE_ERRORS, StatusStore
 
 router = APIRouter(tags=["events"])
 
@@ -118,7 +117,7 @@ async def _follow_task(
                 kind = "progress" if fresh.state == sent_state else "state"
                 yield _encode(fresh, kind, str(fresh.version), first=sent_state is None)
                 current, sent_state = fresh, fresh.state
-    except RedisError:
+    except STORE_ERRORS:
         metrics.redis_error("events")  # the client reconnects with Last-Event-ID once Redis is back
 
 
@@ -173,7 +172,7 @@ async def _follow_all(
                     continue  # already sent from the backlog
                 yield _encode(change.snapshot, event.kind, event.id, first=first)
                 first, sent[event.partition] = False, event.position
-    except RedisError:
+    except STORE_ERRORS:
         metrics.redis_error("events")
 
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
-from shared.store import ProgressReply, StatusStore
+from shared.store import STORE_ERRORS, ProgressReply, StatusStore
 from shared.tasks import TaskContext
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class LeaseKeeper:
                 await asyncio.sleep(self.interval)
                 try:
                     await self._round(store)
-                except RedisError as exc:
+                except STORE_ERRORS as exc:
                     log.warning("heartbeats not stored, Redis unavailable (retrying): %s", exc)
                 except Exception:
                     log.exception("heartbeat round failed")

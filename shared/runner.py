@@ -20,10 +20,9 @@ from typing import Any
 
 import anyio
 from pydantic_core import PydanticSerializationError, to_json
-from redis.exceptions import RedisError
 
 from shared.keeper import Attempt, LeaseKeeper, Phase
-from shared.store import FinishReply, ProgressReply, StatusStore, dump_json
+from shared.store import STORE_ERRORS, FinishReply, ProgressReply, StatusStore, dump_json
 from shared.tasks import TaskCancelled, TaskContext, TaskRegistry, TaskSpec, UnknownTask
 
 log = logging.getLogger(__name__)
@@ -223,7 +222,7 @@ class Runner:
                 elif reply is FinishReply.ENDED:  # a success is not news (DEBUG); anything else is
                     log.log(logging.DEBUG if stored == "succeeded" else logging.INFO, "task %s %s", task_id, stored)
                 return reply, stored or None
-            except RedisError as exc:
+            except STORE_ERRORS as exc:
                 delay = _RETRY_STORE[min(failures, len(_RETRY_STORE) - 1)]
                 failures += 1
                 if failures == 1 or failures % 30 == 0:

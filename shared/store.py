@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, cast
 
+from redis.exceptions import RedisClusterException, RedisError
 from redis.typing import EncodableT
 
 from shared.batch import Batcher
@@ -26,6 +27,11 @@ from shared.keys import ACTIVE, TERMINAL_BUCKETS, Keyspace
 from shared.record import TaskRecord, json_time
 from shared.scripts import Scripts
 from shared.snapshot import Snapshot, encode
+
+# What "the store cannot be reached" raises: redis-py's errors, and its cluster client's (which are not RedisErrors).
+STORE_ERRORS = (RedisError, RedisClusterException)
+# ... and, for a health check, a socket that failed or took too long.
+UNREACHABLE = (RedisError, RedisClusterException, TimeoutError, OSError, ConnectionError)
 
 WORKER_LOST = "WorkerLost: the worker running it stopped sending heartbeats; re-queued"
 PROCESS_LOST = "LostError: the process running it stopped sending heartbeats"

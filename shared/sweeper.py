@@ -20,11 +20,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-from redis.exceptions import RedisError
-
 from shared.keys import ACTIVE, TERMINAL_BUCKETS
 from shared.presence import Presence, forget_gone
-from shared.store import Requeue, StatusStore
+from shared.store import STORE_ERRORS, Requeue, StatusStore
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +71,7 @@ class Sweeper:
         """One round of the loop: resync the clock, settle leases once healthy long enough, prune when due."""
         try:
             await self.store.clock.sync(self.store.redis)
-        except RedisError:
+        except STORE_ERRORS:
             self._healthy_since = None
             raise
         if self.presence is not None:
@@ -91,7 +89,7 @@ class Sweeper:
         while True:
             try:
                 await self.tick()
-            except RedisError as exc:
+            except STORE_ERRORS as exc:
                 self._healthy_since = None
                 log.warning("sweep skipped, Redis unavailable: %s", exc)
             except Exception:

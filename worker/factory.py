@@ -24,7 +24,6 @@ from typing import Any
 import anyio
 from celery import Celery, Task
 from celery.exceptions import Reject
-from redis.exceptions import RedisError
 
 from shared.connection import client_factory, make_runner, make_sweeper, open_store, process_name
 from shared.logs import task_logging
@@ -32,7 +31,7 @@ from shared.presence import ProcessInfo
 from shared.routing import celery_queues, resolve
 from shared.runner import Runner
 from shared.settings import Settings
-from shared.store import Requeue
+from shared.store import STORE_ERRORS, Requeue
 from shared.sweeper import Requeuer
 from shared.tasks import TaskRegistry
 
@@ -58,8 +57,11 @@ def make_celery(settings: Settings, tasks: TaskRegistry) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        # Keep running through a broker blip; a re-delivered duplicate is refused by the store's start.
+        # Keep running through a broker blip; a re-delivered duplicate is refused by the store's claim.
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # A channel error is a reconnect, not the end of the worker: a Sentinel failover unblocks BRPOP with
+        # an error, RabbitMQ closes a channel whose delivery outlived its consumer_timeout.
+        broker_channel_error_retry=True,
         broker_transport_options={
             "visibility_timeout": settings.celery_visibility_timeout,
             "unacked_restore_throttle": 1,  # look for messages to re-deliver every 10 s, not every 100 s
@@ -126,7 +128,7 @@ def _run_or_requeue(loop: asyncio.Runner, job: Coroutine[Any, Any, str | None], 
     """
     try:
         return loop.run(job, context=contextvars.copy_context())
-    except RedisError as exc:
+    except STORE_ERRORS as exc:
         log.warning("task %s: the status store is unreachable, message returned to the queue: %s", task_id, exc)
         time.sleep(_REQUEUE_PAUSE)  # do not spin on a message while Redis is down
         raise Reject(f"status store unreachable: {type(exc).__name__}", requeue=True) from None
