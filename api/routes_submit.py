@@ -108,6 +108,9 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
         retry_after: str = request.app.state.retry_after
         if not created.new:
             return _record_response(created.task_id, created.snapshot.json, 200, retry_after)
+        replicas: int = request.app.state.settings.redis_wait_replicas
+        if replicas:  # asynchronous replication: a failover right after the 202 could forget the task
+            await _replicated(store, task_id, replicas, request.app.state.settings.redis_wait_timeout_ms)
         try:
             await executor.dispatch(task_id, spec.name, params_json, mine, plan, background)
         except Exception as exc:
@@ -120,6 +123,13 @@ def _submit_endpoint(spec: TaskSpec) -> Callable[..., Awaitable[Response]]:
         return _record_response(task_id, created.snapshot.json, 202, retry_after)
 
     return submit
+
+
+async def _replicated(store: StatusStore, task_id: str, replicas: int, timeout_ms: int) -> None:
+    """Redis WAIT: the record (and, inline, its message) is on `replicas` replicas, or the wait timed out."""
+    acknowledged = int(await store.redis.wait(replicas, timeout_ms))
+    if acknowledged < replicas:
+        log.warning("task %s: %d of %d replicas have it after %d ms", task_id, acknowledged, replicas, timeout_ms)
 
 
 def _record_response(task_id: str, record: bytes, status: int, retry_after: str) -> Response:

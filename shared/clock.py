@@ -26,8 +26,11 @@ class RedisClock:
     async def sync(self, redis: Any) -> None:
         """Read Redis's `TIME`, taking the midpoint of the round trip as the moment it was read."""
         before = time.monotonic()
-        seconds, micros = await redis.time()
+        reply = await redis.time()
         after = time.monotonic()
+        if isinstance(reply, dict):  # a cluster client asks a node of its choice and says which
+            reply = next(iter(reply.values()))
+        seconds, micros = reply
         self._base, self._mono = int(seconds) + int(micros) / 1e6, (before + after) / 2
 
     async def ensure(self, redis: Any) -> None:

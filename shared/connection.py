@@ -16,6 +16,7 @@ from shared.clock import RedisClock
 from shared.keeper import LeaseKeeper
 from shared.keys import Keyspace
 from shared.presence import Presence, ProcessInfo
+from shared.redis_urls import SentinelUrl, is_sentinel
 from shared.runner import Runner
 from shared.settings import Settings
 from shared.store import StatusStore
@@ -44,10 +45,47 @@ def redis_client(url: str, settings: Settings) -> Redis:
     return Redis.from_pool(pool)  # closing the client closes its pool
 
 
+def cluster_client(url: str, settings: Settings) -> Any:
+    """A Redis Cluster client from any node's URL: it learns the slots, and follows them when they move."""
+    from redis.asyncio.cluster import RedisCluster
+
+    return RedisCluster.from_url(
+        url,
+        max_connections=settings.redis_max_connections,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+    )
+
+
+def sentinel_client(url: str, settings: Settings) -> Redis:
+    """The master a set of Sentinels names: after a failover the client asks them again and follows."""
+    from redis.asyncio.sentinel import Sentinel
+
+    parsed = SentinelUrl.parse(url)
+    timeouts = {"socket_timeout": settings.redis_timeout, "socket_connect_timeout": settings.redis_timeout}
+    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
+    client: Redis = sentinel.master_for(
+        parsed.master,
+        db=parsed.db,
+        username=parsed.username,
+        password=parsed.password,
+        ssl=parsed.ssl,
+        max_connections=settings.redis_max_connections,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        retry_on_error=[ConnectionError, TimeoutError],
+    )
+    return client
+
+
 def client_factory(settings: Settings) -> ClientFactory:
     """Makes clients of the store's Redis: the API's, and one for the lease keeper's thread."""
     if settings.redis_url:
         url = settings.redis_url
+        if settings.redis_cluster:
+            return lambda: cluster_client(url, settings)
+        if is_sentinel(url):
+            return lambda: sentinel_client(url, settings)
         return lambda: redis_client(url, settings)
     import fakeredis  # the embedded dev mode only; imported late so production never needs it
 

@@ -44,6 +44,13 @@ def resolve(settings: Settings, registry: TaskRegistry) -> dict[str, Route]:
         raise RoutingError(
             f"{', '.join(on_celery)} run on Celery, which needs REDIS_URL (the in-memory store is one process only)"
         )
+    if (on_celery or settings.executor == "celery") and settings.redis_cluster:
+        broker = settings.celery_broker_url
+        if not broker or broker == settings.redis_url:
+            raise RoutingError(
+                "REDIS_CLUSTER=true: Celery's broker cannot be a Redis Cluster (kombu has no cluster transport); "
+                "set CELERY_BROKER_URL to a plain Redis, a Sentinel set or RabbitMQ"
+            )
     return routes
 
 

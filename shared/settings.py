@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.redis_urls import SentinelUrl, celery_broker, is_sentinel
 
 ExecutorName = Literal["background", "celery"]
 
@@ -40,6 +42,10 @@ class Settings(BaseSettings):
     redis_memory_limit: float = Field(default=0.9, gt=0, le=1)
     # A task's result larger than this (JSON bytes) fails the task with ResultTooLarge: a record stays bounded.
     max_result_bytes: int = Field(default=1_048_576, gt=0)
+    # After storing a new task, wait until this many replicas have it (Redis WAIT) before answering 202.
+    redis_wait_replicas: int = Field(default=0, ge=0)
+    # ... for at most this many milliseconds (then it answers anyway, and logs that the copy is not confirmed).
+    redis_wait_timeout_ms: int = Field(default=1000, ge=1)
     # Celery re-delivers a message taken by a worker that died before starting it after this many seconds.
     celery_visibility_timeout: int = Field(default=300, ge=10)
     # Log lines as text or as one JSON object a line; either way a line about a task names its id.
@@ -96,6 +102,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _topology(self) -> Settings:
+        if self.redis_cluster and not self.redis_url:
+            raise ValueError("REDIS_CLUSTER=true needs REDIS_URL (any node of the cluster)")
+        if self.redis_cluster and is_sentinel(self.redis_url):
+            raise ValueError("REDIS_URL: a cluster is not found through Sentinels; name any node of it")
+        if is_sentinel(self.redis_url):
+            SentinelUrl.parse(str(self.redis_url))  # a malformed one fails here, in one line
+        return self
+
+    @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:
         if self.heartbeat_interval * 2 > self.lease_seconds:
             raise ValueError("HEARTBEAT_INTERVAL must be at most half of LEASE_SECONDS, or live tasks look dead")
@@ -103,7 +119,15 @@ class Settings(BaseSettings):
 
     @property
     def broker_url(self) -> str | None:
-        return self.celery_broker_url or self.redis_url
+        """Celery's transport: CELERY_BROKER_URL, else the store's Redis (kombu's form of a Sentinel URL)."""
+        url = self.celery_broker_url or self.redis_url
+        return celery_broker(url)[0] if url else None
+
+    @property
+    def broker_options(self) -> dict[str, Any]:
+        """Transport options the broker URL needs (a Sentinel broker's master name)."""
+        url = self.celery_broker_url or self.redis_url
+        return celery_broker(url)[1] if url else {}
 
     @property
     def partitions(self) -> int:

@@ -63,6 +63,7 @@ def make_celery(settings: Settings, tasks: TaskRegistry) -> Celery:
         # an error, RabbitMQ closes a channel whose delivery outlived its consumer_timeout.
         broker_channel_error_retry=True,
         broker_transport_options={
+            **settings.broker_options,
             "visibility_timeout": settings.celery_visibility_timeout,
             "unacked_restore_throttle": 1,  # look for messages to re-deliver every 10 s, not every 100 s
         },
