@@ -81,7 +81,7 @@ def create_app(
     configure_logging(settings)
     metrics = Metrics(settings.executor)
     hub = EventHub(store, separate_readers=settings.redis_cluster, on_error=lambda: metrics.redis_error("events"))
-    memory = MemoryGuard(store.redis, limit=settings.redis_memory_limit)
+    memory = MemoryGuard(store.redis, limit=settings.redis_memory_limit, reserve=3 * settings.max_body_bytes)
     queued_on: dict[str, list[str]] = {}
     for name, route in routes.items():
         if route.executor == "celery":

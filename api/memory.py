@@ -20,9 +20,10 @@ log = logging.getLogger(__name__)
 
 
 class MemoryGuard:
-    def __init__(self, redis: Any, *, limit: float, interval: float = 1.0) -> None:
+    def __init__(self, redis: Any, *, limit: float, reserve: int = 3 * 1_048_576, interval: float = 1.0) -> None:
         self.redis = redis
         self.limit = limit
+        self.reserve = reserve  # room a task of the largest parameters needs: below it, Redis counts as full
         self.interval = interval
         self.full = False  # above the limit at the last look (or a write was refused for memory since)
         self.usage: float | None = None  # used_memory / maxmemory at the last look; None without maxmemory
@@ -55,7 +56,7 @@ class MemoryGuard:
         self._room = min(
             (self.limit * int(node["maxmemory"]) - int(node.get("used_memory", 0)) for node in limited), default=0.0
         )
-        was, self.full = self.full, self.usage is not None and self.usage >= self.limit
+        was, self.full = self.full, self.usage is not None and (self.usage >= self.limit or self._room < self.reserve)
         if self.full != was:
             log.warning(
                 "Redis memory at %.0f%% of maxmemory: %s new tasks",

@@ -103,10 +103,16 @@ def start_redis(port: int | None = None, *, data_dir: Path | None = None, passwo
 
 
 def start_api(
-    env: Mapping[str, str], *, workers: int = 1, extra_args: tuple[str, ...] = (), log_level: str = "warning"
+    env: Mapping[str, str],
+    *,
+    workers: int = 1,
+    extra_args: tuple[str, ...] = (),
+    log_level: str = "warning",
+    wrap: tuple[str, ...] = (),
 ) -> Proc:
+    """uvicorn with the app; `wrap` runs it under another command (e.g. `faketime +45s` for a wrong clock)."""
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port), "--workers", str(workers)]
+    argv = [*wrap, sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port), "--workers", str(workers)]
     proc = spawn("api", [*argv, "--log-level", log_level, *extra_args], env)
     url = f"http://127.0.0.1:{port}"
     proc.extra["url"] = url
