@@ -39,7 +39,14 @@ _EVENT_SHAPE = (
     "`GET /tasks/{id}` returns it (schema `TaskRecord`)"
 )
 _STREAM_DOC = {
-    "content": {"text/event-stream": {"schema": {"type": "string", "description": _EVENT_SHAPE}}},
+    "content": {
+        "text/event-stream": {
+            "schema": {"type": "string", "description": _EVENT_SHAPE},
+            # Each event's `data:` (OpenAPI has no standard for event streams yet; generators may read this).
+            "x-event-data": {"$ref": "#/components/schemas/TaskRecord"},
+            "x-event-types": ["state", "progress"],
+        }
+    },
     "description": _EVENT_SHAPE,
 }
 

@@ -161,3 +161,23 @@ async def test_openapi_documents_one_route_per_task_with_its_schema(client: http
         "404",
         "409",
     }
+
+
+async def test_openapi_describes_the_streams_the_metrics_and_task_ids(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    assert "TaskRecord" in spec["components"]["schemas"]
+    for path in ("/tasks/{task_id}/events", "/events"):
+        stream = spec["paths"][path]["get"]["responses"]["200"]["content"]["text/event-stream"]
+        assert stream["schema"]["type"] == "string"
+        assert stream["x-event-data"] == {"$ref": "#/components/schemas/TaskRecord"}
+    metrics = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert metrics == {"text/plain": {"schema": {"type": "string"}}}
+    for path, method in (
+        ("/tasks/{task_id}", "get"),
+        ("/tasks/{task_id}", "delete"),
+        ("/tasks/{task_id}/events", "get"),
+    ):
+        operation = spec["paths"][path][method]
+        (param,) = [p for p in operation["parameters"] if p["name"] == "task_id"]
+        assert param["schema"]["format"] == "uuid"
+        assert "422" in operation["responses"]

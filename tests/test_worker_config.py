@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.settings import Settings
 from shared.tasks import TaskRegistry, registry
-from worker.factory import make_celery
+from worker.factory import broker_warnings, make_celery
 
 
 def test_celery_is_configured_for_at_least_once_delivery_of_json_only() -> None:
@@ -27,3 +27,14 @@ def test_every_registered_task_becomes_a_celery_task() -> None:
     registry.load(["shared.builtin_tasks"])
     app = make_celery(Settings(redis_url="redis://127.0.0.1:1/0"), registry)
     assert {"noop", "sleep", "cpu", "fail"} <= set(app.tasks)
+
+
+def test_a_rabbitmq_broker_with_tasks_longer_than_its_consumer_timeout_is_named_at_start() -> None:
+    amqp = "amqp://guest:guest@127.0.0.1:5672/x"
+    long = Settings(redis_url="redis://127.0.0.1:1/0", celery_broker_url=amqp, task_time_limit=7200)
+    (warning,) = broker_warnings(long)
+    assert "consumer_timeout = 7260000" in warning
+    assert (
+        broker_warnings(Settings(redis_url="redis://127.0.0.1:1/0", celery_broker_url=amqp, task_time_limit=1500)) == []
+    )
+    assert broker_warnings(Settings(redis_url="redis://127.0.0.1:1/0", task_time_limit=7200)) == []  # Redis: none

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery.signals import worker_ready
@@ -13,7 +14,7 @@ from shared.presence import ProcessInfo
 from shared.routing import RoutingError
 from shared.settings import get_settings
 from shared.tasks import registry
-from worker.factory import make_celery, sweep_in_background
+from worker.factory import broker_warnings, make_celery, sweep_in_background
 
 settings = get_settings()
 if not settings.redis_url:
@@ -23,6 +24,8 @@ try:
     app = make_celery(settings, registry.load(settings.task_modules))
 except RoutingError as exc:
     raise SystemExit(f"configuration error: {exc}") from None
+for warning in broker_warnings(settings):
+    logging.getLogger(__name__).warning(warning)
 
 
 @worker_ready.connect

@@ -75,6 +75,28 @@ def make_celery(settings: Settings, tasks: TaskRegistry) -> Celery:
     return app
 
 
+RABBITMQ_CONSUMER_TIMEOUT = 1800  # seconds: RabbitMQ's default `consumer_timeout`
+
+
+def broker_warnings(settings: Settings) -> list[str]:
+    """What the worker says at start-up about a broker setting it cannot read but depends on.
+
+    Messages are acknowledged after the run (late acks), and RabbitMQ closes a channel whose delivery stays
+    unacknowledged longer than its `consumer_timeout` (30 min unless configured; per queue only from 3.12),
+    which no client can read. The worker then reconnects (`broker_channel_error_retry`) and the task goes
+    on, but its message comes back as a duplicate and its ack fails: set the timeout above the longest task.
+    """
+    broker = str(settings.broker_url or "")
+    if broker.startswith(("amqp://", "amqps://", "pyamqp://")) and settings.task_time_limit > RABBITMQ_CONSUMER_TIMEOUT:
+        return [
+            f"TASK_TIME_LIMIT is {settings.task_time_limit:g} s but RabbitMQ closes a channel whose message is not "
+            f"acknowledged within its consumer_timeout ({RABBITMQ_CONSUMER_TIMEOUT} s by default): set "
+            f"consumer_timeout = {int(settings.task_time_limit + 60) * 1000} in rabbitmq.conf (or a consumer-timeout "
+            "policy on RabbitMQ 3.12+), or lower TASK_TIME_LIMIT"
+        ]
+    return []
+
+
 async def send(app: Celery, task_id: str, name: str, params_json: str, owner: str, *, eager: bool = False) -> None:
     """Publish one task message; the Celery task id is the record's id."""
     from api.executors import message_kwargs
