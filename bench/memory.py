@@ -10,6 +10,11 @@ Client connections' buffers are part of `used_memory` and swing by hundreds of K
 (Redis shrinks idle clients' buffers on its own schedule): enough to turn 500 tasks' few hundred KB
 negative. `INFO memory` reports them (`mem_clients_normal`), so the figure leaves them out; the raw
 `used_memory` delta is kept beside it.
+
+Capped feeds are reported apart: a stream (Redis type `stream`, found with `SCAN TYPE stream`, never by our
+key names) that a system trims to a fixed length and age costs memory per task only until it is full, and
+nothing more however many tasks are kept; the figure for retained tasks leaves it out, and the stream's
+own size is shown beside it (the at-scale arithmetic adds it once, not per task).
 """
 
 from __future__ import annotations
@@ -35,7 +40,16 @@ def _reading(client: redis.Redis) -> dict[str, int]:
         "used_memory": int(info["used_memory"]),
         "mem_clients_normal": int(info.get("mem_clients_normal", 0)),
         "keys": int(client.dbsize()),
+        "streams": _streams(client),
     }
+
+
+def _streams(client: redis.Redis) -> int:
+    """Bytes held by the database's streams (capped feeds): `MEMORY USAGE` of each, found by type."""
+    total = 0
+    for key in client.scan_iter(_type="stream", count=1000):
+        total += int(client.memory_usage(key, samples=0) or 0)
+    return total
 
 
 async def _settled(client: redis.Redis, limit_s: float = 3.0) -> dict[str, int]:
@@ -93,11 +107,14 @@ async def measure(system: Running, tasks: int) -> dict[str, Any]:
     finally:
         client.close()
     delta = {key: after[key] - before[key] for key in before}
+    data = delta["used_memory"] - delta["mem_clients_normal"]
     return {
         "tasks": tasks,
         "connections": CONNECTIONS,
         "seconds": time.perf_counter() - started,
-        "bytes_per_task": (delta["used_memory"] - delta["mem_clients_normal"]) / tasks,
+        "bytes_per_task": data / tasks,
+        "retained_bytes_per_task": (data - delta["streams"]) / tasks,  # without the capped feeds
+        "stream_bytes_after": after["streams"],
         "keys_per_task": delta["keys"] / tasks,
         "used_memory_bytes_per_task": delta["used_memory"] / tasks,  # clients' buffers included
         "used_memory_before": before["used_memory"],

@@ -42,13 +42,21 @@ def memory_section(results: dict[str, Any]) -> list[str]:
         "the template's: Celery's result). The blog-style app keeps nothing in Redis.\n"
     )
     lines.append(
-        "| system | N | bytes per task (`used_memory` Δ / N, less clients) | keys per task (`DBSIZE` Δ / N) "
-        "| raw `used_memory` Δ / N |"
+        "Capped streams (found by type, `SCAN TYPE stream`) cost a share per task only until they reach their "
+        "cap: the *retained* column leaves them out (what each of days of kept tasks costs), and their size "
+        "at the end is shown on its own.\n"
     )
-    lines.append("|---|---:|---:|---:|---:|")
+    lines.append(
+        "| system | N | bytes per task (`used_memory` Δ / N, less clients) | retained bytes per task (less capped "
+        "streams) | capped streams at the end | keys per task (`DBSIZE` Δ / N) | raw `used_memory` Δ / N |"
+    )
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for name, m in memory.items():
+        streams = m.get("stream_bytes_after")
         lines.append(
-            f"| `{name}` | {m['tasks']:,} | {_num(m['bytes_per_task'], 0)} | {_num(m['keys_per_task'], 2)} "
+            f"| `{name}` | {m['tasks']:,} | {_num(m['bytes_per_task'], 0)} "
+            f"| {_num(m.get('retained_bytes_per_task'), 0)} "
+            f"| {'–' if streams is None else f'{streams / 2**20:.2f} MB'} | {_num(m['keys_per_task'], 2)} "
             f"| {_num(m.get('used_memory_bytes_per_task'), 0)} |"
         )
     lines.append("")

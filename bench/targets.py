@@ -136,12 +136,20 @@ def _memory(results: dict[str, Any], out: _Targets) -> None:
     )
     for name in ("background", "celery"):
         if name in memory:
+            m = memory[name]
+            retained = m.get("retained_bytes_per_task", m["bytes_per_task"])
+            feed = (
+                f"{m['bytes_per_task']:,.0f} B with the share of the capped event feed, which stops growing at its "
+                f"cap ({m['stream_bytes_after'] / 2**20:.1f} MB here)"
+                if "stream_bytes_after" in m
+                else ""
+            )
             out.add(
                 f"{name}: Redis memory per retained finished no-op task ≤ 1 KB",
-                memory[name]["bytes_per_task"],
+                retained,
                 1024,
                 at_most=True,
-                note="; ".join(filter(None, [f"{memory[name]['keys_per_task']:.2f} keys per task", beside])),
+                note="; ".join(filter(None, [f"{m['keys_per_task']:.2f} keys per task", feed, beside])),
                 unit="B",
             )
 

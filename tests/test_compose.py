@@ -51,16 +51,19 @@ def test_the_file_validates_against_the_compose_specification() -> None:
 def test_docker_compose_loads_the_file_with_and_without_flower() -> None:
     default = run_compose("config", "--services")
     assert default.returncode == 0, default.stderr
-    assert sorted(default.stdout.split()) == ["api", "redis", "worker"]
+    assert sorted(default.stdout.split()) == ["api", "redis", "worker", "worker-cpu"]
     monitoring = run_compose("--profile", "monitoring", "config", "--services")
     assert monitoring.returncode == 0, monitoring.stderr
-    assert sorted(monitoring.stdout.split()) == ["api", "flower", "redis", "worker"]
+    assert sorted(monitoring.stdout.split()) == ["api", "flower", "redis", "worker", "worker-cpu"]
+    rabbit = run_compose("--profile", "rabbitmq", "config", "--services")
+    assert rabbit.returncode == 0, rabbit.stderr
+    assert sorted(rabbit.stdout.split()) == ["api", "rabbitmq", "redis", "worker", "worker-cpu"]
 
 
 def test_both_checks_reject_a_broken_file(tmp_path: Path) -> None:
     broken = tmp_path / "docker-compose.yml"
     text = COMPOSE_FILE.read_text()
-    broken.write_text(text.replace("  worker:\n", "  worker:\n    replica_count: 3\n", 1))
+    broken.write_text(text.replace("  worker: &worker\n", "  worker: &worker\n    replica_count: 3\n", 1))
     assert check_jsonschema(broken).returncode != 0
     done = run_compose("config", "--quiet", file=broken)
     assert done.returncode != 0
@@ -124,9 +127,15 @@ def test_every_service_waits_for_a_healthy_redis_and_restarts() -> None:
     config = compose_config({}, profiles=["monitoring"])
     for name, svc in config["services"].items():
         assert svc["restart"] == "unless-stopped", name
-        if name != "redis":
+        if name not in ("redis", "rabbitmq", "flower"):
+            assert svc["depends_on"] == {
+                "redis": {"condition": "service_healthy", "required": True},
+                # RabbitMQ, when its profile runs: then a broker the app waits for too
+                "rabbitmq": {"condition": "service_healthy", "required": False},
+            }, name
+        if name == "flower":
             assert svc["depends_on"] == {"redis": {"condition": "service_healthy", "required": True}}, name
-        if name != "worker":  # a worker's health is its queue being drained; Celery has no HTTP port
+        if not name.startswith("worker"):  # a worker's health is its queue being drained; Celery has no HTTP port
             assert svc["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
     assert not any("curl" in str(svc.get("healthcheck")) for svc in config["services"].values())
 
