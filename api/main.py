@@ -29,6 +29,7 @@ from api.routes_events import router as events_router
 from api.routes_submit import submit_router
 from api.routes_tasks import router as tasks_router
 from api.routes_ui import ui_router
+from api.serving import DRAIN_SECONDS
 from shared.connection import client_factory, make_runner, make_sweeper, open_store, process_name
 from shared.logs import configure_logging
 from shared.presence import ProcessInfo
@@ -38,10 +39,6 @@ from shared.store import STORE_ERRORS, UNREACHABLE, StatusStore
 from shared.tasks import TaskRegistry, registry
 
 log = logging.getLogger(__name__)
-
-# After uvicorn's graceful-shutdown timeout cancels unfinished in-process tasks, they still get this long
-# to record that they were lost before the Redis connection closes.
-_DRAIN_SECONDS = 5.0
 
 
 class Health(BaseModel):
@@ -102,7 +99,7 @@ def create_app(
             job.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await job
-        await runner.drain(_DRAIN_SECONDS)
+        await runner.drain(DRAIN_SECONDS)
         runner.keeper.stop()
         await hub.close()
         await store.redis.aclose()

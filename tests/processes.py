@@ -1,4 +1,4 @@
-"""Real processes for the tests: a private redis-server, uvicorn, celery worker; each wait has a deadline."""
+"""Real processes for the tests: a private redis-server, uvicorn, gunicorn, celery worker; each wait has a deadline."""
 
 from __future__ import annotations
 
@@ -126,6 +126,30 @@ def start_api(
             return False
 
     wait_until(healthy, timeout=30, what="the API to answer /health")
+    return proc
+
+
+def start_gunicorn(env: Mapping[str, str], worker_class: str, *, workers: int = 2, graceful_timeout: int = 30) -> Proc:
+    """gunicorn serving the app with `worker_class`; at log level info, so each worker's shutdown shows."""
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "api.main:app", "--worker-class", worker_class]
+    argv += ["--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--graceful-timeout", str(graceful_timeout)]
+    # No control socket: gunicorn would put one in the home directory, shared by every gunicorn a test starts.
+    proc = spawn("gunicorn", [*argv, "--no-control-socket", "--log-level", "info"], env)
+    url = f"http://127.0.0.1:{port}"
+    proc.extra["url"] = url
+
+    def healthy() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"gunicorn exited:\n{proc.log()}")
+        if proc.log().count("Application startup complete.") < workers:
+            return False
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, timeout=30, what="gunicorn to answer /health")
     return proc
 
 

@@ -19,6 +19,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 from packaging.utils import canonicalize_name
 
+from api.serving import uvicorn_flags
 from shared.settings import Settings
 from tests.deployment import COMPOSE_FILE, VENV_BIN, compose_config, native_path, raw_config, run_compose
 from tests.locks import RUNTIME_LOCK, read_lock
@@ -104,6 +105,16 @@ def test_the_api_runs_several_uvicorn_processes_on_celery_with_a_health_check() 
     assert arg_after(tuned["command"], "--workers") == "3"
     assert tuned["ports"][0]["published"] == "9000"
     assert tuned["environment"]["EXECUTOR"] == "background"
+
+
+def test_the_api_serves_with_the_limits_for_slow_clients() -> None:
+    """api/serving.py's limits, as scripts/dev and the gunicorn worker have them (README: Limits and slow clients)."""
+    command = service(compose_config({}), "api")["command"]
+    flags = uvicorn_flags()
+    assert len(flags) == 6
+    for flag, value in zip(flags[::2], flags[1::2], strict=True):
+        assert arg_after(command, flag) == value
+    assert int(arg_after(command, "--timeout-graceful-shutdown")) > 0  # the limits did not take its place
 
 
 def test_the_worker_scales_and_stops_gracefully() -> None:
