@@ -99,7 +99,7 @@ def test_the_api_runs_several_uvicorn_processes_on_celery_with_a_health_check() 
     assert arg_after(api["command"], "--port") == str(port["target"])
     test = api["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]  # the image has python, not curl
-    assert f"http://127.0.0.1:{port['target']}/health" in test[3]
+    assert f"http://127.0.0.1:{port['target']}/ready" in test[3]  # ready, not just alive: Redis and broker answer
 
     tuned = service(compose_config({"API_WORKERS": "3", "API_PORT": "9000", "EXECUTOR": "background"}), "api")
     assert arg_after(tuned["command"], "--workers") == "3"

@@ -154,7 +154,13 @@ def test_the_api_and_workers_run_from_the_compose_file(deployment: Deployment) -
     conn = _connect(deployment.base)
     health = json.loads(_request(conn, "GET", "/health")[1])
     conn.close()
-    assert health == {"status": "ok", "executor": "celery", "redis": True}
+    assert health == {
+        "status": "ok",
+        "executor": "celery",
+        "redis": True,
+        "store_full": False,
+        "queues_without_consumer": [],
+    }
 
 
 def test_100_tasks_submitted_through_the_api_all_succeed_on_both_workers(deployment: Deployment) -> None:

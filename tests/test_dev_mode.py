@@ -22,7 +22,13 @@ def dev_api() -> Iterator[str]:
 
 
 def test_dev_mode_serves_everything_without_redis(dev_api: str) -> None:
-    assert httpx.get(f"{dev_api}/health").json() == {"status": "ok", "executor": "background", "redis": True}
+    assert httpx.get(f"{dev_api}/health").json() == {
+        "status": "ok",
+        "executor": "background",
+        "redis": True,
+        "store_full": False,
+        "queues_without_consumer": [],
+    }
     assert httpx.get(f"{dev_api}/docs").status_code == 200
     done = wait_finished(dev_api, submit(dev_api, "noop", {"value": 7})["id"])
     assert done["result"] == {"value": 7}

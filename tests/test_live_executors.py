@@ -191,7 +191,13 @@ def test_either_api_reads_and_cancels_what_the_other_started(background_api: str
 
 def test_health_reports_each_executor(api: tuple[str, str]) -> None:
     executor, base = api
-    assert httpx.get(f"{base}/health").json() == {"status": "ok", "executor": executor, "redis": True}
+    assert httpx.get(f"{base}/health").json() == {
+        "status": "ok",
+        "executor": executor,
+        "redis": True,
+        "store_full": False,
+        "queues_without_consumer": [],
+    }
 
 
 def test_a_failing_attempt_is_retried_the_same_way_by_both_executors(api: tuple[str, str]) -> None:
