@@ -172,13 +172,6 @@ async def test_the_catalog_lists_each_task_with_its_parameter_schema(client: htt
     assert catalog["sleep"]["params_schema"]["required"] == ["seconds"]
 
 
-async def test_the_dashboard_is_one_page_served_at_the_root(client: httpx.AsyncClient) -> None:
-    resp = await client.get("/")
-    assert resp.status_code == 200
-    assert resp.headers["content-type"].startswith("text/html")
-    assert "EventSource" in resp.text
-
-
 async def test_metrics_are_in_prometheus_format_with_the_executor(client: httpx.AsyncClient) -> None:
     resp = await client.get("/metrics")
     assert resp.status_code == 200
