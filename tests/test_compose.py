@@ -288,7 +288,7 @@ def readme_section() -> str:
 
 def test_the_readme_section_matches_the_file() -> None:
     section = readme_section()
-    config = compose_config({}, profiles=["monitoring"])
+    config = compose_config({}, profiles=["monitoring", "rabbitmq"])
     commands = [line.strip() for line in section.splitlines() if "docker compose" in line and "`" not in line]
     assert commands, "the README section shows no docker compose command"
     for command in commands:
