@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import psutil
+import redis
 
 from bench.loadgen import hammer, request_bytes
 from bench.systems import Running
@@ -36,6 +37,34 @@ async def finished_task(system: Running, name: str = "noop", params: dict[str, A
     return task_id
 
 
+def _redis_cpu(system: Running) -> float | None:
+    """The Redis server's CPU seconds so far (`INFO cpu`), or None without Redis."""
+    if not system.redis_url:
+        return None
+    with redis.Redis.from_url(system.redis_url) as client:
+        info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def _worker_cpu(system: Running) -> float | None:
+    if system.worker is None:
+        return None
+    total = 0.0
+    for proc in system.worker.tree():
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def _per(before: float | None, after: float | None, tasks: int) -> float | None:
+    if before is None or after is None or not tasks:
+        return None
+    return (after - before) / tasks * 1e6
+
+
 async def measure(system: Running, *, gets: int, posts: int, connections: int, hello: bool) -> dict[str, Any]:
     """Warm each request kind up, then time `gets` GETs and `posts` POSTs (waiting for the tasks to finish)."""
     task_id = await finished_task(system)
@@ -61,12 +90,14 @@ async def measure(system: Running, *, gets: int, posts: int, connections: int, h
             "api_cpu_us_per_request": (cpu() - before) / result.requests * 1e6,
         }
     post = request_bytes("POST", f"{system.url}/tasks/noop", b'{"value":1}')
+    redis_before, worker_before = _redis_cpu(system), _worker_cpu(system)
     started, before = time.perf_counter(), cpu()
     result = await hammer(system.url, post, posts, connections)
     post_cpu = cpu() - before
     for body in result.last_bodies:  # the last task of each connection: the backlog has drained after these
         await wait_done(system, json.loads(body)[system.spec.id_field])
     drained = time.perf_counter() - started
+    redis_after, worker_after = _redis_cpu(system), _worker_cpu(system)
     out["post"] = {
         "requests": result.requests,
         "ok": result.ok,
@@ -75,6 +106,10 @@ async def measure(system: Running, *, gets: int, posts: int, connections: int, h
         "api_cpu_us_per_request": post_cpu / result.requests * 1e6,  # incl. running the no-op in-process
         "drain_s": drained,  # until the last of these tasks had run: an end-to-end rate under saturation
         "completed_per_s": result.ok / drained if drained else None,
+        # What each task cost the Redis server and the Celery workers, for the at-scale arithmetic (the
+        # server is shared by every system, the others idle meanwhile; the reads of the drain are included).
+        "redis_cpu_us_per_task": _per(redis_before, redis_after, result.ok),
+        "worker_cpu_us_per_task": _per(worker_before, worker_after, result.ok),
     }
     await asyncio.sleep(0.2)
     return out

@@ -83,6 +83,8 @@ def assemble(
             kind: spread([r[kind]["rate_per_s"] for r in mine if kind in r]) for kind, _ in RATE_KINDS
         } | {
             "post_completed_per_s": spread([r["post"]["completed_per_s"] for r in mine]),
+            "post_redis_cpu_us": spread([r["post"].get("redis_cpu_us_per_task") for r in mine]),
+            "post_worker_cpu_us": spread([r["post"].get("worker_cpu_us_per_task") for r in mine]),
             **{
                 f"{kind}_api_cpu_us": spread([r[kind]["api_cpu_us_per_request"] for r in mine if kind in r])
                 for kind, _ in RATE_KINDS
@@ -283,6 +285,17 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
     for name in systems:
         rs = rates[name]
         cells = [_cell(rs[f"{kind}_api_cpu_us"]) for kind in ("post", "get_task", "hello")]
+        add(f"| `{name}` | " + " | ".join(cells) + " |")
+    add("")
+    add(
+        "CPU per no-op task under that saturating POST load, from submission to its end (µs: the API process, the "
+        "Celery worker processes, and the Redis server's `INFO cpu`; what the at-scale arithmetic in the README "
+        "divides a core by):\n"
+    )
+    add("| system | API | workers | Redis |\n|---|---:|---:|---:|")
+    for name in systems:
+        rs = rates[name]
+        cells = [_cell(rs.get(key, {})) for key in ("post_api_cpu_us", "post_worker_cpu_us", "post_redis_cpu_us")]
         add(f"| `{name}` | " + " | ".join(cells) + " |")
     add("")
 
