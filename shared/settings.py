@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     redis_wait_timeout_ms: int = Field(default=1000, ge=1)
     # Celery re-delivers a message taken by a worker that died before starting it after this many seconds.
     celery_visibility_timeout: int = Field(default=300, ge=10)
+    # Workers send Celery's task events (received, started, succeeded, failed, revoked: what Flower shows) from
+    # their start, instead of only once a monitor such as Flower enables them remotely. Off: they cost messages.
+    celery_task_events: bool = False
     # Log lines as text or as one JSON object a line; either way a line about a task names its id.
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -131,7 +131,9 @@ def test_the_worker_scales_and_stops_gracefully() -> None:
     api = service(config, "api")
     assert (worker["image"], worker["build"]) == (api["image"], api["build"])  # one image for both
     api_only = {"EXECUTOR", "API_KEYS"}  # the worker needs neither, and should not hold the keys
-    assert worker["environment"] == {key: value for key, value in api["environment"].items() if key not in api_only}
+    worker_only = {"CELERY_TASK_EVENTS"}  # sent by workers only (the API sends no task-sent event)
+    shared = {key: value for key, value in worker["environment"].items() if key not in worker_only}
+    assert shared == {key: value for key, value in api["environment"].items() if key not in api_only}
 
 
 def test_every_service_waits_for_a_healthy_redis_and_restarts() -> None:
@@ -159,6 +161,19 @@ def test_flower_is_off_by_default_local_only_and_never_without_basic_auth() -> N
     assert '--basic-auth="$FLOWER_BASIC_AUTH"' in flower["command"][-1]
     [port] = flower["ports"]
     assert port["host_ip"] == "127.0.0.1"
+
+
+def test_the_monitoring_command_turns_the_workers_task_events_on() -> None:
+    """Compose cannot tie a variable to a profile: the README's monitoring command sets it, and it is off
+    otherwise (Flower, when it runs, also switches task events on remotely)."""
+    commands = [line for line in readme_section().splitlines() if "docker compose" in line and "`" not in line]
+    [command] = [line for line in commands if "--profile monitoring" in line]
+    assigned = dict(re.findall(r"\b([A-Z][A-Z0-9_]+)=(\S+)", command.split("docker compose")[0]))
+    assert assigned["CELERY_TASK_EVENTS"] == "true"
+    monitoring = compose_config(assigned, profiles=["monitoring"])
+    assert service(monitoring, "worker")["environment"]["CELERY_TASK_EVENTS"] == "true"
+    assert "CELERY_TASK_EVENTS" not in service(monitoring, "api")["environment"]
+    assert service(compose_config({}), "worker")["environment"]["CELERY_TASK_EVENTS"] == "false"
 
 
 @pytest.mark.parametrize("auth", ["", "admin", "admin:", ":pw"])

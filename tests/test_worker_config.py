@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.settings import Settings
 from shared.tasks import TaskRegistry, registry
 from worker.factory import broker_warnings, make_celery
+from worker.outcome import TaskFailed
 
 
 def test_celery_is_configured_for_at_least_once_delivery_of_json_only() -> None:
@@ -12,6 +13,7 @@ def test_celery_is_configured_for_at_least_once_delivery_of_json_only() -> None:
     conf = make_celery(settings, TaskRegistry()).conf
     assert conf.task_acks_late is True
     assert conf.task_reject_on_worker_lost is True
+    assert conf.task_acks_on_failure_or_timeout is True  # a task that ends FAILURE is not delivered again
     assert conf.worker_prefetch_multiplier == 1
     assert conf.accept_content == ["json"]
     assert conf.task_serializer == "json"
@@ -38,3 +40,16 @@ def test_a_rabbitmq_broker_with_tasks_longer_than_its_consumer_timeout_is_named_
         broker_warnings(Settings(redis_url="redis://127.0.0.1:1/0", celery_broker_url=amqp, task_time_limit=1500)) == []
     )
     assert broker_warnings(Settings(redis_url="redis://127.0.0.1:1/0", task_time_limit=7200)) == []  # Redis: none
+
+
+def test_task_events_are_a_setting_and_each_task_ends_as_its_record() -> None:
+    registry.load(["shared.builtin_tasks"])
+    quiet = make_celery(Settings(redis_url="redis://127.0.0.1:1/0"), registry)
+    assert quiet.conf.worker_send_task_events is False
+    assert quiet.conf.task_send_sent_event is False  # the API's create script publishes the message itself
+    loud = make_celery(Settings(redis_url="redis://127.0.0.1:1/0", celery_task_events=True), registry)
+    assert loud.conf.worker_send_task_events is True
+    task = loud.tasks["fail"]
+    assert task.throws == (TaskFailed,)  # logged once at INFO, without the entry point's traceback
+    assert task.Request == "worker.outcome:StoreRequest"
+    assert getattr(task, "autoretry_for", ()) == ()  # Celery retries nothing: the runner does

@@ -8,16 +8,21 @@ A running task is kept alive by its lease, not by its unacknowledged message: a 
 running it is found by the sweeper. The message only covers the moment between delivery and start, so
 Celery may re-deliver a message held for CELERY_VISIBILITY_TIMEOUT (a duplicate of a task that runs or
 ended is refused by the claim).
+
+Each Celery task still ends the way its record did (worker/outcome.py), so that Celery's events, its log
+and Flower agree with the store; revokes reach the store through worker/revocations.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -31,13 +36,16 @@ from shared.presence import ProcessInfo
 from shared.routing import celery_queues, resolve
 from shared.runner import Runner
 from shared.settings import Settings
-from shared.store import STORE_ERRORS, Requeue
+from shared.snapshot import Snapshot
+from shared.store import STORE_ERRORS, Requeue, StatusStore
 from shared.sweeper import Requeuer
 from shared.tasks import TaskRegistry
+from worker.outcome import TaskFailed, end_as_stored
 
 log = logging.getLogger(__name__)
 
 _REQUEUE_PAUSE = 2.0  # seconds a worker waits before giving back a message it could not claim
+_REQUEST = "worker.outcome:StoreRequest"  # Celery's request, announcing a cancelled run as revoked
 
 
 def make_celery(settings: Settings, tasks: TaskRegistry) -> Celery:
@@ -56,12 +64,16 @@ def make_celery(settings: Settings, tasks: TaskRegistry) -> Celery:
         # Ack after the run, and put the message back if the process running it dies.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # A task whose record ended failed raises (worker/outcome.py): ack it all the same, never re-deliver it.
+        task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
         # Keep running through a broker blip; a re-delivered duplicate is refused by the store's claim.
         worker_cancel_long_running_tasks_on_connection_loss=False,
         # A channel error is a reconnect, not the end of the worker: a Sentinel failover unblocks BRPOP with
         # an error, RabbitMQ closes a channel whose delivery outlived its consumer_timeout.
         broker_channel_error_retry=True,
+        # Task events for monitors (Flower) from the start; Flower can also switch them on remotely.
+        worker_send_task_events=settings.celery_task_events,
         broker_transport_options={
             **settings.broker_options,
             "visibility_timeout": settings.celery_visibility_timeout,
@@ -71,7 +83,8 @@ def make_celery(settings: Settings, tasks: TaskRegistry) -> Celery:
     # Each task's queue (Celery's own routing: the API's send_task and a worker's `-Q` both follow it).
     app.conf.task_routes = {name: {"queue": queue} for name, queue in celery_queues(resolve(settings, tasks)).items()}
     for spec in tasks:
-        app.task(name=spec.name, bind=True, shared=False)(_entry_point(spec.name, settings, tasks))
+        entry = _entry_point(spec.name, settings, tasks)
+        app.task(name=spec.name, bind=True, shared=False, throws=(TaskFailed,), Request=_REQUEST)(entry)
     return app
 
 
@@ -137,7 +150,8 @@ def _entry_point(name: str, settings: Settings, tasks: TaskRegistry) -> Callable
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         with task_logging(task_id):  # the run gets a copy of this context (asyncio.Runner would reuse its first)
             job = _runtime.runner.run(task_id, name, params_json, owner, eager=eager or redelivered)
-            _run_or_requeue(_runtime.loop, job, task_id)
+            state = _run_or_requeue(_runtime.loop, job, task_id)
+            end_as_stored(task_id, state, partial(_read_record, _runtime.loop, _runtime.runner.store, task_id))
 
     run.__name__ = name
     return run
@@ -157,13 +171,30 @@ def _run_or_requeue(loop: asyncio.Runner, job: Coroutine[Any, Any, str | None], 
         raise Reject(f"status store unreachable: {type(exc).__name__}", requeue=True) from None
 
 
-def sweep_in_background(app: Celery, settings: Settings, describe: Callable[[], ProcessInfo]) -> threading.Thread:
-    """The worker's sweeper (and its report for the workers panel): a daemon thread with its own event loop,
-    in the worker's main process."""
+def _read_record(loop: asyncio.Runner, store: StatusStore, task_id: str) -> Snapshot | None:
+    """The record after the run, for Celery's copy of its end. The outcome is stored already: a Redis error
+    only costs that copy's detail, and must not send the message back to the queue."""
+    try:
+        return loop.run(store.read(task_id))
+    except STORE_ERRORS as exc:
+        log.warning("task %s: the record could not be read for Celery's view of its end: %s", task_id, exc)
+        return None
 
-    def sweep_forever() -> None:
-        asyncio.run(make_sweeper(settings, open_store(settings), requeuer(app), describe).run_forever())
 
-    thread = threading.Thread(target=sweep_forever, name="bgt-sweeper", daemon=True)
-    thread.start()
-    return thread
+@dataclass(frozen=True)
+class MainLoop:
+    """The worker main process's own event loop (in a daemon thread) and the store used there: the sweeper
+    runs on it, and revokes are handed to it, so that Celery's consumer never waits on Redis."""
+
+    loop: asyncio.AbstractEventLoop
+    store: StatusStore
+    sweeping: concurrent.futures.Future[None]
+
+
+def sweep_in_background(app: Celery, settings: Settings, describe: Callable[[], ProcessInfo]) -> MainLoop:
+    """The worker's sweeper (and its report for the workers panel), on the main process's own loop."""
+    loop = asyncio.new_event_loop()
+    store = open_store(settings)
+    threading.Thread(target=loop.run_forever, name="bgt-sweeper", daemon=True).start()
+    sweeper = make_sweeper(settings, store, requeuer(app), describe)
+    return MainLoop(loop, store, asyncio.run_coroutine_threadsafe(sweeper.run_forever(), loop))
