@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from api.auth import SECURED, owner_from
+from api.errors import STORE_RESPONSES, ErrorBody
 from api.executors import CeleryExecutor, Executor
 from api.metrics import Metrics
 from shared.keys import ACTIVE, TERMINAL_BUCKETS
@@ -80,7 +81,11 @@ router = APIRouter(tags=["dashboard"])
 _cache: dict[str | None, tuple[float, Overview]] = {}
 
 
-@router.get("/overview", openapi_extra=SECURED)
+@router.get(
+    "/overview",
+    openapi_extra=SECURED,
+    responses={401: {"model": ErrorBody, "description": "Missing or invalid API key"}, **STORE_RESPONSES},
+)
 async def overview(request: Request) -> Overview:
     """Processes, task counts by state, Celery queues and the last minutes' throughput and latencies."""
     owner = owner_from(request)

@@ -38,6 +38,8 @@ def classify(spec: SystemSpec, role: str, name: str, key: str) -> str:
         return "poll"
     if key.startswith("bgt:") or name == "XREAD":  # XREAD [COUNT n] [BLOCK ms] STREAMS bgt:events ...
         return "status"
+    if spec.ours and name in ("TIME", "INFO"):  # our processes' clock sync and memory guard: the status layer's
+        return "status"
     if key.startswith("celery-task-meta-"):
         return "results"
     if "celeryev" in key:  # a PUBLISH to the events exchange's channel, e.g. `/0.celeryev/task.succeeded`

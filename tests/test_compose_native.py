@@ -96,9 +96,11 @@ def start_api_service(config: dict[str, Any], hosts: dict[str, str]) -> tuple[Pr
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_worker_service(config: dict[str, Any], hosts: dict[str, str], replica: str) -> tuple[str, Proc]:
-    """One `worker` container's command; returns its Celery node name and process."""
-    service = config["services"]["worker"]
+def start_worker_service(
+    config: dict[str, Any], hosts: dict[str, str], replica: str, name: str = "worker"
+) -> tuple[str, Proc]:
+    """One `worker` (or `worker-cpu`) container's command; returns its Celery node name and process."""
+    service = config["services"][name]
     argv = [substitute(arg, "%h", replica) if "%h" in arg else arg for arg in service["command"]]
     assert argv != service["command"], "the worker's node name no longer uses %h"
     node = argv[argv.index("--hostname") + 1]
@@ -132,6 +134,8 @@ def deployment() -> Iterator[Deployment]:
             node, proc = start_worker_service(config, hosts, replica)
             started.append(proc)
             workers[node] = proc
+        _, cpu_worker = start_worker_service(config, hosts, "cpu-replica", "worker-cpu")  # the `cpu` queue's
+        started.append(cpu_worker)
         yield Deployment(config, redis, api, base, workers)
     finally:
         for proc in reversed(started):
@@ -151,6 +155,14 @@ def test_the_api_and_workers_run_from_the_compose_file(deployment: Deployment) -
     children = psutil.Process(deployment.api.popen.pid).children()
     assert sum("spawn_main" in " ".join(child.cmdline()) for child in children) == 2  # uvicorn's worker processes
     assert set(deployment.workers) == {"worker@replica-1", "worker@replica-2"}
+
+    def every_queue_consumed() -> bool:  # each worker reports itself, and the API looks, once a sweep interval
+        conn = _connect(deployment.base)
+        answer = json.loads(_request(conn, "GET", "/health")[1])
+        conn.close()
+        return bool(answer["queues_without_consumer"] == [])
+
+    wait_until(every_queue_consumed, timeout=40, what="the API to see a consumer of every queue", interval=0.5)
     conn = _connect(deployment.base)
     health = json.loads(_request(conn, "GET", "/health")[1])
     conn.close()
