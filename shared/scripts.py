@@ -12,13 +12,29 @@ from shared.batch import Batcher, Script
 from shared.snapshot import lua_fields
 
 _INCLUDE = re.compile(r"^--@include (\w+)$", re.MULTILINE)
+# Every script's arguments travel as one string, split here (see `shared.batch.Script`): redis-py's cost of a
+# command grows with its number of arguments, and the hot scripts take a dozen or more.
+_ARGUMENTS = """local ARGV = (function(packed)
+  local out, pos = {}, 1
+  while true do
+    local at = string.find(packed, '\\30', pos, true)
+    if not at then
+      out[#out + 1] = string.sub(packed, pos)
+      return out
+    end
+    out[#out + 1] = string.sub(packed, pos, at - 1)
+    pos = at + 1
+  end
+end)(ARGV[1] or '')
+"""
 
 
 @cache
 def source(name: str) -> str:
-    """The script `name` (e.g. `claim-3`) with its includes spliced in and the fragment indexes defined."""
+    """The script `name` (e.g. `claim-3`) with its includes spliced in, the fragment indexes defined and its
+    arguments unpacked."""
     text = (files("shared") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
-    return _INCLUDE.sub(lambda match: lua_fields() + fragment(match.group(1)), text)
+    return _ARGUMENTS + _INCLUDE.sub(lambda match: lua_fields() + fragment(match.group(1)), text)
 
 
 def fragment(name: str) -> str:
