@@ -37,6 +37,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key (when API_KEYS is set)"},
     409: {"model": ErrorBody, "description": "The Idempotency-Key was used with a different body"},
     413: {"model": ErrorBody, "description": "Request body too large"},
+    422: {
+        "description": "Bad parameters, malformed JSON or a bad Idempotency-Key",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+    },
     **STORE_RESPONSES,
     **FULL_RESPONSES,
 }

@@ -178,4 +178,5 @@ def make_sweeper(
         interval=settings.sweep_interval,
         events_age=settings.events_age,
         presence=Presence(store, describe) if describe else None,
+        resend_after=settings.celery_resend_after,
     )

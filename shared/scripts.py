@@ -52,9 +52,20 @@ class Scripts:
     cancel: Script
     expire: Script
     release: Script
+    adopt: Script
     trim: Script
 
     @classmethod
     def register(cls, batcher: Batcher) -> Scripts:
-        names = {"create": 8, "claim": 3, "report": 3, "finish": 8, "cancel": 5, "expire": 6, "release": 2, "trim": 1}
+        names = {
+            "create": 8,
+            "claim": 3,
+            "report": 3,
+            "finish": 8,
+            "cancel": 5,
+            "expire": 6,
+            "release": 2,
+            "adopt": 2,
+            "trim": 1,
+        }
         return cls(**{attr: Script(source(f"{attr}-{keys}"), batcher) for attr, keys in names.items()})

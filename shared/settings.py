@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     redis_wait_replicas: int = Field(default=0, ge=0)
     # ... for at most this many milliseconds (then it answers anyway, and logs that the copy is not confirmed).
     redis_wait_timeout_ms: int = Field(default=1000, ge=1)
+    # A Celery task still queued after this many seconds has its message sent again (a lost message is then
+    # found; a duplicate is refused by the store's claim).
+    celery_resend_after: int = Field(default=1800, ge=1)
     # Celery re-delivers a message taken by a worker that died before starting it after this many seconds.
     celery_visibility_timeout: int = Field(default=300, ge=10)
     # Workers send Celery's task events (received, started, succeeded, failed, revoked: what Flower shows) from

@@ -26,6 +26,7 @@ PRIVATE = (
     "lease",  # why it is in the leases set: '' none, q queued in-process, d dispatch unconfirmed, r running, b backoff
     "created_us",  # creation time in µs (the index score), and when the running attempt started
     "started_us",
+    "resent_us",  # when a sweeper last sent a long-queued Celery task's message again (0: never)
 )
 PUBLIC = tuple(field for field in RECORD_FIELDS if field != "id")
 FRAGMENTS = PRIVATE + PUBLIC

@@ -404,6 +404,16 @@ class StatusStore:
             return Requeue(task_id, name, snapshot.raw("params").decode(), owner)
         return str(outcome)
 
+    async def adopt(self, task_id: str, older_than: float) -> bool:
+        """A Celery task queued (its message with the broker) for `older_than` seconds, or that long since it
+        was last sent again: lease it as unsent, so the sweep sends its message again (a duplicate is refused
+        by the claim). What covers a message the broker lost (kombu's Redis transport can, if Redis stops
+        between a worker's pop and its bookkeeping)."""
+        _, now_us = self.now()
+        keys = [self.keys.record(task_id), self.keys.leases(self.keys.partition_of(task_id))]
+        args: list[EncodableT] = [task_id, now_us, int(older_than * 1_000_000), self.clock.now()]
+        return bool(await self.scripts.adopt(keys=keys, args=args))
+
     async def release(self, task_id: str) -> None:
         """A queued Celery task's message is on the broker: the broker, not a lease, keeps it from now on."""
         partition = self.keys.partition_of(task_id)
@@ -428,6 +438,7 @@ def _new_record(
         "lease": lease,
         "created_us": str(now_us),
         "started_us": "0",
+        "resent_us": "0",
         "name": dump_json(name),
         "state": '"queued"',
         "progress": "0.0",

@@ -40,6 +40,7 @@ class Sweeper:
         events_age: float = 3600.0,
         grace: float | None = None,
         presence: Presence | None = None,
+        resend_after: float = 1800.0,
     ) -> None:
         self.store = store
         self.requeue = requeue  # None where no Celery app is configured: Celery tasks are left to a worker
@@ -47,6 +48,7 @@ class Sweeper:
         self.events_age = events_age
         self.grace = store.lease_seconds if grace is None else grace
         self.presence = presence  # this process's report for the workers panel, made each round
+        self.resend_after = resend_after  # a Celery task queued this long has its message sent again
         self.prune_interval = min(60.0, max(1.0, interval * 6))
         self._healthy_since: float | None = None
         self._last_prune = -self.prune_interval
@@ -116,6 +118,8 @@ class Sweeper:
             for name, name_score in names:
                 for bucket in TERMINAL_BUCKETS:
                     await self._drop_expired(keys.index(partition, owner, name, bucket), cutoff_us)
+                if self.requeue is not None:
+                    await self._resend_long_queued(keys.index(partition, owner, name, ACTIVE), now)
                 if name_score < forget_before:
                     buckets = [keys.index(partition, owner, name, b) for b in (ACTIVE, *TERMINAL_BUCKETS)]
                     if not await store.redis.exists(*buckets):
@@ -143,6 +147,21 @@ class Sweeper:
             kept += len(ids) - len(gone)
             if len(ids) < _PRUNE_BATCH:
                 return
+
+    async def _resend_long_queued(self, index: str, now: float) -> None:
+        """Lease the Celery tasks queued for RESEND (or sent again that long ago) as unsent: the next sweep sends
+        their message again. The broker may have lost it; if not, the claim refuses the duplicate."""
+        before_us = int((now - self.resend_after) * 1_000_000)
+        old = cast(
+            list[bytes], await self.store.redis.zrangebyscore(index, "-inf", before_us, start=0, num=_PRUNE_BATCH)
+        )
+        for task_id in old:
+            if await self.store.adopt(task_id.decode(), self.resend_after):
+                log.warning(
+                    "task %s: queued on Celery for %.0f s; its message is sent again",
+                    task_id.decode(),
+                    self.resend_after,
+                )
 
     async def _trim_events(self, partition: int) -> None:
         oldest_ms = int((self.store.clock.now() - self.events_age) * 1000)

@@ -161,6 +161,8 @@ def test_a_redis_outage_is_a_503_and_everything_recovers(procs: Procs, tmp_path:
             assert resp.json() == {"detail": "the status store (Redis) is unavailable; try again"}
         health = httpx.get(f"{url(api)}/health", timeout=30)
         assert (health.status_code, health.json()["redis"], health.json()["status"]) == (200, False, "degraded")
+        ready = httpx.get(f"{url(api)}/ready", timeout=30)  # alive, but not ready: take it out of rotation
+        assert (ready.status_code, ready.json()["ready"], ready.json()["redis"]) == (503, False, False)
     time.sleep(1)
 
     procs.add(start_redis(port, data_dir=tmp_path, password=password))
@@ -169,6 +171,7 @@ def test_a_redis_outage_is_a_503_and_everything_recovers(procs: Procs, tmp_path:
         return all(httpx.get(f"{url(api)}/health").json()["redis"] for api in apis)
 
     wait_until(redis_back, timeout=30, what="both APIs to reach Redis again")
+    assert [httpx.get(f"{url(api)}/ready").json()["ready"] for api in apis] == [True, True]
     for api, task_id in zip(apis, accepted, strict=True):
         done = wait_finished(url(api), task_id, timeout=60, headers=auth)
         assert done["state"] == "succeeded", done  # accepted with 202 before the outage: not forgotten

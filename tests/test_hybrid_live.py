@@ -100,3 +100,34 @@ def test_a_queue_nobody_consumes_is_visible_in_health() -> None:
         api.stop()
         worker.stop()
         redis.stop()
+
+
+def test_killing_a_hybrid_api_and_a_worker_mid_run_keeps_each_tasks_guarantees() -> None:
+    """In-process tasks of the killed API end `lost` (its sibling's sweeper says so); Celery tasks of the killed
+    worker are re-queued and succeed on the other worker."""
+    redis = start_redis()
+    env = {"REDIS_URL": f"{redis.extra['url']}/0", **FAST, **ROUTES}
+    workers = {
+        name: start_worker(env, concurrency=1, hostname=f"{name}@%h", queues="cpu,celery") for name in ("a", "b")
+    }
+    doomed, sibling = start_api(env), start_api(env)
+    procs = [doomed, sibling, *workers.values()]
+    try:
+        base = str(doomed.extra["url"])
+        in_process = [submit(base, "sleep", {"seconds": 30})["id"] for _ in range(3)]
+        on_celery = submit(base, "cpu", {"rounds": 30_000_000})["id"]  # a few seconds; cpu allows 3 attempts
+        for task_id in in_process:
+            wait_for(base, task_id, lambda r: r["state"] == "running", what="running")
+        running = wait_for(base, on_celery, lambda r: r["state"] == "running", what="running")
+        doomed.kill_group()
+        workers[running["worker"].split("@")[0]].kill_group()
+        other = str(sibling.extra["url"])
+        for task_id in in_process:
+            done = wait_finished(other, task_id, timeout=30)
+            assert (done["state"], done["executor"]) == ("lost", "background")
+        done = wait_finished(other, on_celery, timeout=90)
+        assert (done["state"], done["executor"], done["attempts"]) == ("succeeded", "celery", 2)
+    finally:
+        for proc in procs:
+            proc.stop()
+        redis.stop()

@@ -107,3 +107,25 @@ async def test_pruning_keeps_what_is_still_alive(store: StatusStore) -> None:
     assert await store.redis.zscore(short.keys.index(0, "", "sleep", ACTIVE), "live") is not None
     assert await store.redis.zcard(short.keys.index(0, "", "noop", "succeeded")) == 0
     assert await store.redis.zrange(short.keys.names(0, ""), 0, -1) == [b"sleep"]
+
+
+async def test_a_celery_task_queued_too_long_has_its_message_sent_again(store: StatusStore) -> None:
+    await store.create("lost-message", "noop", "{}", "celery", owner="o")  # the broker lost its message
+    await store.create("fresh", "noop", "{}", "celery", owner="o")
+    sent: list[Requeue] = []
+
+    async def requeue(job: Requeue) -> None:
+        sent.append(job)
+
+    sweeper = Sweeper(store, requeue, interval=0.1, grace=0, resend_after=0.5)
+    await asyncio.sleep(0.6)
+    await store.create("newer", "noop", "{}", "celery", owner="o")
+    await sweeper.prune()
+    await sweeper.sweep_once()
+    assert sorted(job.task_id for job in sent) == ["fresh", "lost-message"]  # "newer" is not old enough
+    assert all(job.owner == "o" for job in sent)
+    sent.clear()
+    await asyncio.sleep(1.1)  # the prune lock runs out
+    await sweeper.prune()  # sent again only once it has waited as long again
+    await sweeper.sweep_once()
+    assert sorted(job.task_id for job in sent) == ["fresh", "lost-message", "newer"]
