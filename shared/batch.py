@@ -29,20 +29,26 @@ class Batcher:
         self._sending: set[asyncio.Task[None]] = set()  # held, so a send in flight is never collected
 
     async def call(self, *command: Any) -> Any:
-        """Send one command (with the others of this turn of the loop); its reply, or its error raised."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((command, future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return await future
+        """Send one command (with the others of this turn of the loop); its reply, or its error raised.
 
-    def _flush(self) -> None:
-        batch, self._pending, self._scheduled = self._pending, [], False
-        task = asyncio.ensure_future(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        The first caller of a turn sends the batch itself, once the others of that turn have joined it (one
+        yield to the loop): no task is created per batch."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((command, future))
+        if self._scheduled:
+            return await future
+        self._scheduled = True
+        try:
+            await asyncio.sleep(0)
+        finally:
+            batch, self._pending, self._scheduled = self._pending, [], False
+        send = asyncio.ensure_future(self._send(batch)) if len(batch) > 1 else None
+        if send is None:
+            await self._send(batch)
+        else:
+            self._sending.add(send)  # the others wait on it even if this caller is cancelled meanwhile
+            send.add_done_callback(self._sending.discard)
+        return await future
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:

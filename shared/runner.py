@@ -128,15 +128,22 @@ class Runner:
         limit = min(spec.time_limit or math.inf, self.time_limit)
         try:
             try:
-                done, _ = await asyncio.wait([work], timeout=None if math.isinf(limit) else limit)
-            except asyncio.CancelledError:  # the process is shutting down: say so rather than leave it running
-                stop(ProgressReply.NOT_RUNNING)
-                await self._end(tracked, owner, spec.name, Outcome("lost", error=SHUTDOWN_LOST), None)
-                raise
-            if not done:
+                async with asyncio.timeout(None if math.isinf(limit) else limit):
+                    await work  # a timeout cancels it; so does a stop (from the keeper's thread)
+            except TimeoutError:
                 stop(ProgressReply.NOT_RUNNING)
                 error = f"TimeLimitExceeded: attempt {tracked.attempt or 1} ran longer than {limit:g} s"
                 outcome = Outcome("failed", error=error)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is None or not current.cancelling():
+                    outcome = self._outcome_of(work, ctx)  # the task was stopped, not this process
+                else:  # the process is shutting down: say so rather than leave it running
+                    stop(ProgressReply.NOT_RUNNING)
+                    await self._end(tracked, owner, spec.name, Outcome("lost", error=SHUTDOWN_LOST), None)
+                    raise
+            except Exception:
+                outcome = self._outcome_of(work, ctx)
             else:
                 outcome = self._outcome_of(work, ctx)
             number = tracked.attempt or 1

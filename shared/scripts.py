@@ -61,7 +61,7 @@ class Scripts:
             "create": 8,
             "claim": 3,
             "report": 3,
-            "finish": 8,
+            "finish": 6,
             "cancel": 5,
             "expire": 6,
             "release": 2,

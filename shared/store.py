@@ -23,10 +23,10 @@ from redis.typing import EncodableT
 
 from shared.batch import Batcher
 from shared.clock import RedisClock
-from shared.keys import ACTIVE, TERMINAL_BUCKETS, Keyspace
+from shared.keys import ACTIVE, Keyspace
 from shared.record import TaskRecord, json_time
 from shared.scripts import Scripts
-from shared.snapshot import Snapshot, encode
+from shared.snapshot import FRAGMENTS, SEPARATOR, Snapshot
 
 # What "the store cannot be reached" raises: redis-py's errors, and its cluster client's (which are not RedisErrors).
 STORE_ERRORS = (RedisError, RedisClusterException)
@@ -173,7 +173,8 @@ class StatusStore:
             self.keys.owners(partition),
             publish.key if publish else record_key,
         ]
-        value = encode(fragments)
+        parts = [fragments[name].encode() for name in FRAGMENTS]
+        value = SEPARATOR.join(parts)
         args: list[EncodableT] = [
             task_id,
             idempotency[1] if idempotency else "",
@@ -198,7 +199,7 @@ class StatusStore:
             if existing is None:
                 raise IdempotencyConflict("the task this Idempotency-Key named is gone")
             return Created(existing, new=False)
-        return Created(Snapshot.parse(task_id, value), new=True)
+        return Created(Snapshot(task_id, parts), new=True)
 
     def _registration(self, partition: int, owner: str, name: str) -> EncodableT:
         """The score to (re-)register this owner's task name with, or '' when this process did so recently."""
@@ -313,7 +314,8 @@ class StatusStore:
             self.keys.record(task_id),
             self.keys.leases(partition),
             self.keys.index(partition, owner, name, ACTIVE),
-            *(self.keys.index(partition, owner, name, bucket) for bucket in TERMINAL_BUCKETS),
+            self.keys.index(partition, owner, name, state),
+            self.keys.index(partition, owner, name, "cancelled"),
             self.keys.events(partition),
         ]
         args: list[EncodableT] = [

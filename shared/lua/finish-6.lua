@@ -3,7 +3,7 @@
 -- its start is written now, with its end), 'queued' (a task that never started).
 -- A stop asked while it ran makes it end `cancelled`, whatever it returned: the DELETE answer said so.
 -- Replies {1, the state it ended in}, {2, 'queued'} (queued for a retry) or {0, ''} (not ours: nothing changed).
--- KEYS: record, leases, active index, succeeded index, failed index, cancelled index, lost index, events
+-- KEYS: record, leases, active index, the index of `state` (ARGV[4]), the cancelled index, events
 -- ARGV: id, mode, attempt, state, result JSON, error JSON, now (JSON time), now µs, progress JSON ('' keeps it),
 --       message JSON ('' keeps it), ttl, events maxlen, retry deadline ('' no retry), worker JSON, started JSON,
 --       started µs (the last three for 'lazy')
@@ -41,7 +41,7 @@ if ARGV[13] ~= '' and state == 'failed' and tonumber(f[F.attempts]) < tonumber(f
   redis.call('ZADD', KEYS[2], ARGV[13], ARGV[1])
   local kind = 's'
   if mode == 'lazy' then kind = 'r' end
-  emit(KEYS[8], ARGV[12], ARGV[1], f, kind, ARGV[8])
+  emit(KEYS[6], ARGV[12], ARGV[1], f, kind, ARGV[8])
   return {2, 'queued'}
 end
 f[F.lease] = ''
@@ -54,9 +54,10 @@ end
 enter(f, state, ARGV[7])
 redis.call('SET', KEYS[1], join(f), 'EX', ARGV[11])
 redis.call('ZREM', KEYS[3], ARGV[1])
-local index = {succeeded = KEYS[4], failed = KEYS[5], cancelled = KEYS[6], lost = KEYS[7]}
-redis.call('ZADD', index[state], f[F.created_us], ARGV[1])
+local index = KEYS[4]
+if state ~= ARGV[4] then index = KEYS[5] end  -- a stop asked while it ran: cancelled
+redis.call('ZADD', index, f[F.created_us], ARGV[1])
 local kind = 's'
 if mode == 'lazy' then kind = 'r' end
-emit(KEYS[8], ARGV[12], ARGV[1], f, kind, ARGV[8])
+emit(KEYS[6], ARGV[12], ARGV[1], f, kind, ARGV[8])
 return {1, state}
