@@ -174,7 +174,7 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
         f"{m['redis_server']}. The whole run took **{results['duration_s']:.0f} s**.\n"
     )
     add(
-        "> Other processes (other agents' test suites) shared this machine while it ran, and the load "
+        "> Other processes may share the machine while it runs, and the load "
         f"generator, the probe, Redis, the API and the workers all share the same {m['cores']} cores: read the "
         "**ratios** between systems measured in the same run, not the absolute numbers. Each figure is the "
         f"median of {reps} interleaved repetition(s), with the min–max over repetitions in brackets.\n"
