@@ -172,10 +172,17 @@ def test_a_full_redis_refuses_new_work_keeps_workers_alive_and_recovers(procs: P
         assert {resp.status_code for resp in refused} == {507}
         assert all(resp.headers["retry-after"] for resp in refused)
         assert "full" in refused[0].json()["detail"]
-        wait_until(lambda: httpx.get(f"{api}/health").json()["store_full"], timeout=10, what="/health to say so")
         for resp in accepted:  # what was accepted can finish: the API kept room for it
             assert wait_finished(api, resp.json()["id"], timeout=60)["state"] in TERMINAL
         assert worker.alive()
+        # The worker drained the queued messages, which freed their memory: fill Redis past the limit with
+        # something that stays, so that /health has a lasting state to report.
+        chunk = 0
+        while int(admin.info("memory")["used_memory"]) < 0.93 * 40 * 2**20:
+            admin.set(f"filler:{chunk}", b"f" * 2**19)
+            chunk += 1
+        wait_until(lambda: httpx.get(f"{api}/health").json()["store_full"], timeout=10, what="/health to say so")
+        assert httpx.post(f"{api}/tasks/noop", json={"value": 1}, timeout=30).status_code == 507
         admin.config_set("maxmemory", "200mb")  # memory frees (an operator, or expiring records)
         wait_until(lambda: not httpx.get(f"{api}/health").json()["store_full"], timeout=10, what="recovery")
         assert wait_finished(api, submit(api, "noop", big)["id"])["state"] == "succeeded"
