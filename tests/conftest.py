@@ -10,7 +10,7 @@ from fakeredis import FakeAsyncRedis
 from redis.asyncio import Redis
 
 from shared.store import StatusStore
-from tests.processes import Proc, start_api, start_redis, start_worker
+from tests.processes import Proc, Procs, start_api, start_redis, start_worker
 
 UNIT_DB = 1  # unit tests flush this database of the private server; the live-process tests use others
 
@@ -18,6 +18,15 @@ UNIT_DB = 1  # unit tests flush this database of the private server; the live-pr
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    """The processes a test starts, each stopped at teardown, in reverse order."""
+    owned = Procs()
+    yield owned
+    for proc in reversed(owned.started):
+        proc.stop(timeout=10)
 
 
 @pytest.fixture(scope="session")

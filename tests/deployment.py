@@ -21,7 +21,7 @@ from importlib.metadata import distribution
 from pathlib import Path
 from typing import Any
 
-from tests.processes import ROOT
+from tests.processes import ROOT, Proc, wait_until
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 VENV_BIN = Path(sys.executable).parent  # where `uvicorn`, `celery` and `python` of the image are found here
@@ -118,6 +118,17 @@ def healthcheck_passes(test: list[str], env: Mapping[str, str]) -> bool:
     argv = ["sh", "-c", rest[0]] if kind == "CMD-SHELL" else rest
     done = subprocess.run(argv, env={"PATH": native_path(), **env}, capture_output=True, timeout=10, check=False)
     return done.returncode == 0
+
+
+def wait_healthy(proc: Proc, check: list[str], env: Mapping[str, str], *, what: str, timeout: float = 60) -> None:
+    """Wait until a natively started service passes its compose health check; fail at once if it exits."""
+
+    def healthy() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"{what} exited:\n{proc.log()}")
+        return healthcheck_passes(check, env)
+
+    wait_until(healthy, timeout=timeout, what=f"the {what} service's health check", interval=0.5)
 
 
 def native_path() -> str:

@@ -53,6 +53,27 @@ class Proc:
         return self.popen.returncode
 
 
+# Short leases, so that sweepers act within seconds, and the tasks the fault tests run.
+FAST_LEASES = {
+    "LEASE_SECONDS": "2",
+    "HEARTBEAT_INTERVAL": "0.3",
+    "SWEEP_INTERVAL": "0.3",
+    "PROGRESS_INTERVAL": "0.2",
+    "TASK_MODULES": "shared.builtin_tasks,tests.chaos_tasks",
+}
+
+
+class Procs:
+    """Processes a test started; all stopped at teardown (the `procs` fixture), whatever happened."""
+
+    def __init__(self) -> None:
+        self.started: list[Proc] = []
+
+    def add(self, proc: Proc) -> Proc:
+        self.started.append(proc)
+        return proc
+
+
 def clean_environ() -> dict[str, str]:
     """The test runner's environment without any of the service's settings, so each test sets its own."""
     ours = {name.upper() for name in Settings.model_fields}

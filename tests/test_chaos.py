@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,38 +24,19 @@ from shared.settings import Settings
 from shared.store import PROCESS_LOST, WORKER_LOST, StatusStore
 from shared.tasks import registry
 from tests.live import get, submit, wait_finished, wait_for
-from tests.processes import ROOT, Proc, free_port, start_api, start_redis, start_worker, wait_until
+from tests.processes import (
+    FAST_LEASES,
+    Proc,
+    Procs,
+    free_port,
+    start_api,
+    start_redis,
+    start_worker,
+    wait_until,
+)
 from worker.factory import make_celery
 
 pytestmark = pytest.mark.slow
-
-TEST_TASKS = "shared.builtin_tasks,tests.chaos_tasks"
-FAST_LEASES = {
-    "LEASE_SECONDS": "2",
-    "HEARTBEAT_INTERVAL": "0.3",
-    "SWEEP_INTERVAL": "0.3",
-    "PROGRESS_INTERVAL": "0.2",
-    "TASK_MODULES": TEST_TASKS,
-}
-
-
-class Procs:
-    """Processes a test started; all stopped at teardown, whatever happened."""
-
-    def __init__(self) -> None:
-        self.started: list[Proc] = []
-
-    def add(self, proc: Proc) -> Proc:
-        self.started.append(proc)
-        return proc
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    owned = Procs()
-    yield owned
-    for proc in reversed(owned.started):
-        proc.stop(timeout=10)
 
 
 def url(proc: Proc) -> str:
@@ -221,7 +201,7 @@ def test_only_json_runs_and_a_task_delivered_twice_runs_once(procs: Procs) -> No
     assert (never["state"], never["attempts"]) == ("queued", 0)
 
 
-def test_an_openapi_fuzz_run_finds_no_server_error_and_no_schema_violation(procs: Procs) -> None:
+def test_an_openapi_fuzz_run_finds_no_server_error_and_no_schema_violation(procs: Procs, tmp_path: Path) -> None:
     """Schemathesis against a live server with authentication on. Its tasks run in the API under a 1 s time
     limit, so every fuzzed task ends quickly and a long-poll on one (`?wait=59`) answers at its next change."""
     key = "fuzz-key-0123456789"
@@ -242,7 +222,7 @@ def test_an_openapi_fuzz_run_finds_no_server_error_and_no_schema_violation(procs
     argv += ["-H", f"X-API-Key: {key}", "--checks", ",".join(checks), "--max-examples", "25"]
     argv += ["--phases", "examples,coverage,fuzzing", "--seed", "20261122", "--workers", "1"]
     argv += ["--exclude-path-regex", "events$", "--request-timeout", "20"]  # event streams never end
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
     counts = re.search(r"(\d+) generated, (\d+) passed", report)

@@ -31,6 +31,7 @@ from tests.deployment import (
     native_path,
     substitute,
     substitute_arg,
+    wait_healthy,
 )
 from tests.live import get, submit, wait_finished
 from tests.processes import Proc, free_port, spawn, wait_until
@@ -67,13 +68,7 @@ def start_redis_service(config: dict[str, Any]) -> tuple[Proc, str]:
     proc = spawn("compose-redis", argv)
     check = local_healthcheck(service["healthcheck"]["test"], "redis-cli", f"redis-cli -p {port}")
     env = {key: value or "" for key, value in service["environment"].items()}
-
-    def healthy() -> bool:
-        if not proc.alive():
-            raise RuntimeError(f"redis-server exited:\n{proc.log()}")
-        return healthcheck_passes(check, env)
-
-    wait_until(healthy, timeout=15, what="the redis service's health check")
+    wait_healthy(proc, check, env, what="redis", timeout=15)
     assert not healthcheck_passes(check, {**env, "REDISCLI_AUTH": "wrong"}), "the health check passes without Redis"
     return proc, f"127.0.0.1:{port}"
 
@@ -86,13 +81,7 @@ def start_api_service(config: dict[str, Any], hosts: dict[str, str]) -> tuple[Pr
     env = localize_environment(service["environment"], hosts)
     proc = spawn("compose-api", argv, {**env, "PATH": native_path()})
     check = local_healthcheck(service["healthcheck"]["test"], f"127.0.0.1:{target}/", f"127.0.0.1:{port}/")
-
-    def healthy() -> bool:
-        if not proc.alive():
-            raise RuntimeError(f"the api service exited:\n{proc.log()}")
-        return healthcheck_passes(check, {})
-
-    wait_until(healthy, timeout=60, what="the api service's health check", interval=0.5)
+    wait_healthy(proc, check, {}, what="api")
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -268,13 +257,7 @@ def test_flower_answers_only_with_its_password(redis_server: Proc) -> None:
     proc = spawn("compose-flower", [*shell, script], {**env, "PATH": native_path()})
     check = local_healthcheck(flower["healthcheck"]["test"], "127.0.0.1:5555/", f"127.0.0.1:{port}/")
     try:
-
-        def healthy() -> bool:
-            if not proc.alive():
-                raise RuntimeError(f"flower exited:\n{proc.log()}")
-            return healthcheck_passes(check, {})
-
-        wait_until(healthy, timeout=60, what="the flower service's health check", interval=0.5)
+        wait_healthy(proc, check, {}, what="flower")
         url = f"http://127.0.0.1:{port}/api/workers"
         assert httpx.get(url, timeout=10).status_code == 401
         assert httpx.get(url, auth=("admin", "wrong"), timeout=10).status_code == 401

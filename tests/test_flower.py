@@ -24,14 +24,24 @@ from shared.settings import Settings
 from shared.tasks import registry
 from tests.deployment import (
     compose_config,
-    healthcheck_passes,
     local_healthcheck,
     localize_environment,
     native_path,
     substitute,
+    wait_healthy,
 )
 from tests.live import get, submit, wait_finished, wait_for
-from tests.processes import ROOT, Proc, free_port, spawn, start_api, start_redis, start_worker, wait_until
+from tests.processes import (
+    FAST_LEASES,
+    ROOT,
+    Proc,
+    free_port,
+    spawn,
+    start_api,
+    start_redis,
+    start_worker,
+    wait_until,
+)
 from worker.factory import make_celery
 
 pytestmark = pytest.mark.slow
@@ -40,13 +50,6 @@ FLOWER_USER, FLOWER_PASSWORD = "admin", "flower-test-password"
 # What the README's monitoring command sets: `CELERY_TASK_EVENTS=true FLOWER_BASIC_AUTH=… docker compose
 # --profile monitoring up`.
 MONITORING_ENV = {"CELERY_TASK_EVENTS": "true", "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{FLOWER_PASSWORD}"}
-FAST_LEASES = {
-    "LEASE_SECONDS": "2",
-    "HEARTBEAT_INTERVAL": "0.3",
-    "SWEEP_INTERVAL": "0.3",
-    "PROGRESS_INTERVAL": "0.2",
-    "TASK_MODULES": "shared.builtin_tasks,tests.chaos_tasks",
-}
 
 
 @dataclass
@@ -106,13 +109,7 @@ def start_flower(redis_address: str) -> tuple[Proc, str]:
     env = localize_environment(service["environment"], {"redis:6379": redis_address})
     proc = spawn("compose-flower", argv, {**env, "PATH": native_path()})
     check = local_healthcheck(service["healthcheck"]["test"], "127.0.0.1:5555/", f"127.0.0.1:{port}/")
-
-    def healthy() -> bool:
-        if not proc.alive():
-            raise RuntimeError(f"flower exited:\n{proc.log()}")
-        return healthcheck_passes(check, {})
-
-    wait_until(healthy, timeout=60, what="the flower service's health check", interval=0.5)
+    wait_healthy(proc, check, {}, what="flower")
     return proc, f"http://127.0.0.1:{port}"
 
 

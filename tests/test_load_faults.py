@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -18,18 +17,9 @@ import redis
 
 from shared.store import StatusStore
 from tests.live import TERMINAL, get, submit, wait_finished, wait_for
-from tests.processes import Proc, start_api, start_redis, start_worker, wait_until
-from tests.test_chaos import FAST_LEASES, Procs
+from tests.processes import FAST_LEASES, Proc, Procs, start_api, start_redis, start_worker, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    owned = Procs()
-    yield owned
-    for proc in reversed(owned.started):
-        proc.stop(timeout=10)
 
 
 def url(proc: Proc, db: int = 0) -> str:

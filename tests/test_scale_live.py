@@ -12,20 +12,11 @@ import pytest
 
 from shared.store import WORKER_LOST
 from tests.live import TERMINAL, get, submit, wait_finished, wait_for
-from tests.processes import Proc, start_api, start_redis, start_worker, wait_until
+from tests.processes import FAST_LEASES, Proc, Procs, start_api, start_redis, start_worker, wait_until
 from tests.sse import read_events
-from tests.test_chaos import FAST_LEASES, Procs
 from tests.topologies import rabbitmq_vhost, redis_cluster, sentinel_set, tls_redis
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    owned = Procs()
-    yield owned
-    for proc in reversed(owned.started):
-        proc.stop(timeout=10)
 
 
 def core_scenario(base: str, executor: str) -> None:
