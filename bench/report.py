@@ -17,7 +17,7 @@ from bench.plan import Plan
 from bench.stats import ratio, spread
 from bench.systems import SYSTEMS
 from bench.targets import median as _median
-from bench.targets import targets
+from bench.targets import num, targets
 
 # (key, label, unit, getter on one run's metrics)
 Getter = Callable[[dict[str, Any]], float | None]
@@ -128,20 +128,12 @@ def assemble(
 # ---------------------------------------------------------------- formatting
 
 
-def _num(value: float | None, digits: int | None = None) -> str:
-    if value is None:
-        return "–"
-    if digits is None:
-        digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
-    return f"{value:,.{digits}f}"
-
-
 def _cell(node: dict[str, Any] | None) -> str:
     if not node or node.get("median") is None:
         return "–"
     if node["n"] > 1 and node["min"] != node["max"]:
-        return f"{_num(node['median'])} ({_num(node['min'])}–{_num(node['max'])})"
-    return _num(node["median"])
+        return f"{num(node['median'])} ({num(node['min'])}–{num(node['max'])})"
+    return num(node["median"])
 
 
 def _x(value: float | None) -> str:
@@ -152,10 +144,10 @@ def _measured(target: dict[str, Any]) -> str:
     """A target's figure with its unit: a byte count, milliseconds, or (no unit) a ratio or a count."""
     unit = str(target.get("unit", ""))
     if unit == "B":
-        return f"{_num(target['measured'], 0)} B"
+        return f"{num(target['measured'], 0)} B"
     if unit == "ms":
-        return f"{_num(target['measured'])} ms"
-    return _num(target["measured"], 2) + unit
+        return f"{num(target['measured'])} ms"
+    return num(target["measured"], 2) + unit
 
 
 def markdown(results: dict[str, Any], charts: list[Path]) -> str:
@@ -206,8 +198,8 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
         cells = []
         for w in head:
             run = _median(s, w, name, "probe_run_p99_ms")
-            cells.append(f"{_num(run)} ms ({_x(ratio(run, _median(s, w, name, 'probe_idle_p99_ms')))})")
-        add(f"| `{name}` | {_num(idle)} ms | " + " | ".join(cells) + " |")
+            cells.append(f"{num(run)} ms ({_x(ratio(run, _median(s, w, name, 'probe_idle_p99_ms')))})")
+        add(f"| `{name}` | {num(idle)} ms | " + " | ".join(cells) + " |")
     add("")
 
     add("## Targets\n")
@@ -331,15 +323,13 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
             ("**total incl. script calls** (= commandstats)", "total"),
         ]
         for label, key in rows:
-            add(f"| {label} | " + " | ".join(_num(c["per_task"].get(key), 2) for _, c in columns) + " |")
+            add(f"| {label} | " + " | ".join(num(c["per_task"].get(key), 2) for _, c in columns) + " |")
         add(
-            "| Redis reads per `GET /tasks/{id}` | "
-            + " | ".join(_num(c["reads_per_get"], 2) for _, c in columns)
-            + " |"
+            "| Redis reads per `GET /tasks/{id}` | " + " | ".join(num(c["reads_per_get"], 2) for _, c in columns) + " |"
         )
         add(
             "| check: commandstats delta incl. reads, per task | "
-            + " | ".join(_num(c["commandstats_per_task"], 2) for _, c in columns)
+            + " | ".join(num(c["commandstats_per_task"], 2) for _, c in columns)
             + " |"
         )
         add("")
@@ -348,7 +338,7 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
             add("| who | purpose | command | per task |\n|---|---|---|---:|")
             for what, per in c["by_command_per_task"].items():
                 who, cat, cmd = what.split(" ")
-                add(f"| {who} | {cat} | {cmd} | {_num(per, 2)} |")
+                add(f"| {who} | {cat} | {cmd} | {num(per, 2)} |")
             add("\n</details>\n")
 
     if charts:
@@ -504,7 +494,7 @@ def print_summary(results: dict[str, Any], console: Console) -> None:
         for _, label in cols:
             table.add_column(label, justify="right")
         for n in systems:
-            table.add_row(n, *(_num(_median(s, w, n, key)) for key, _ in cols))
+            table.add_row(n, *(num(_median(s, w, n, key)) for key, _ in cols))
         console.print(table)
     rates = results["rate_summary"]
     table = Table(title="request rates (req/s)")
@@ -512,7 +502,7 @@ def print_summary(results: dict[str, Any], console: Console) -> None:
         table.add_column(label, justify="right")
     for n in systems:
         table.add_row(
-            n, _num(_median(rates, n, "post")), _num(_median(rates, n, "get_task")), _num(_median(rates, n, "hello"))
+            n, num(_median(rates, n, "post")), num(_median(rates, n, "get_task")), num(_median(rates, n, "hello"))
         )
     console.print(table)
     report_costs.print_costs(results, console)

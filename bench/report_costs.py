@@ -12,15 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.targets import median, thousands
-
-
-def _num(value: float | None, digits: int | None = None) -> str:
-    if value is None:
-        return "–"
-    if digits is None:
-        digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
-    return f"{value:,.{digits}f}"
+from bench.targets import median, num, thousands
 
 
 def memory_section(results: dict[str, Any]) -> list[str]:
@@ -54,10 +46,10 @@ def memory_section(results: dict[str, Any]) -> list[str]:
     for name, m in memory.items():
         streams = m.get("stream_bytes_after")
         lines.append(
-            f"| `{name}` | {m['tasks']:,} | {_num(m['bytes_per_task'], 0)} "
-            f"| {_num(m.get('retained_bytes_per_task'), 0)} "
-            f"| {'–' if streams is None else f'{streams / 2**20:.2f} MB'} | {_num(m['keys_per_task'], 2)} "
-            f"| {_num(m.get('used_memory_bytes_per_task'), 0)} |"
+            f"| `{name}` | {m['tasks']:,} | {num(m['bytes_per_task'], 0)} "
+            f"| {num(m.get('retained_bytes_per_task'), 0)} "
+            f"| {'–' if streams is None else f'{streams / 2**20:.2f} MB'} | {num(m['keys_per_task'], 2)} "
+            f"| {num(m.get('used_memory_bytes_per_task'), 0)} |"
         )
     lines.append("")
     return lines
@@ -97,7 +89,7 @@ def listing_section(results: dict[str, Any]) -> list[str]:
         label = template.format(named="sleep", n=listing["named"])
         ratio = listing["p50_ratio"][key]
         lines.append(
-            f"| {label} | {_num(a['p50_ms'])} | {_num(a['p95_ms'])} | {_num(b['p50_ms'])} | {_num(b['p95_ms'])} | "
+            f"| {label} | {num(a['p50_ms'])} | {num(a['p95_ms'])} | {num(b['p50_ms'])} | {num(b['p95_ms'])} | "
             f"{'–' if ratio is None else f'{ratio:.2f}×'} | {a['n']} / {b['n']} | {a['items']} / {b['items']} |"
         )
     lines.append("")
@@ -153,10 +145,10 @@ def mixed_section(results: dict[str, Any]) -> list[str]:
         where = ran_on(results, name, "mixed", "cpu")
         where_text = ", ".join(f"{k} {v}" for k, v in where.items() if k != "unknown") or "–"
         lines.append(
-            f"| `{name}` | {_num(median(s, 'mixed', name, 'sleep_e2e_p50_ms'))} "
-            f"| {_num(median(s, 'mixed', name, 'cpu_e2e_p50_ms'))} "
-            f"| {_num(median(s, 'mixed', name, 'probe_run_p99_ms'))} ms "
-            f"({_num(median(s, 'mixed', name, 'probe_idle_p99_ms'))} ms) | {where_text} |"
+            f"| `{name}` | {num(median(s, 'mixed', name, 'sleep_e2e_p50_ms'))} "
+            f"| {num(median(s, 'mixed', name, 'cpu_e2e_p50_ms'))} "
+            f"| {num(median(s, 'mixed', name, 'probe_run_p99_ms'))} ms "
+            f"({num(median(s, 'mixed', name, 'probe_idle_p99_ms'))} ms) | {where_text} |"
         )
     lines.append("")
     hybrid_cpu = ran_on(results, "hybrid", "mixed", "cpu")
@@ -176,7 +168,7 @@ def print_costs(results: dict[str, Any], console: Console) -> None:
         for label in ("system", "tasks", "bytes/task", "keys/task"):
             table.add_column(label, justify="right")
         for name, m in memory.items():
-            table.add_row(name, f"{m['tasks']:,}", _num(m["bytes_per_task"], 0), _num(m["keys_per_task"], 2))
+            table.add_row(name, f"{m['tasks']:,}", num(m["bytes_per_task"], 0), num(m["keys_per_task"], 2))
         console.print(table)
     listing = results.get("listing")
     if listing:
@@ -186,9 +178,7 @@ def print_costs(results: dict[str, Any], console: Console) -> None:
             table.add_column(label, justify="right")
         for key, query in listing["queries"].items():
             a, b = (listing["sizes"][str(size)]["endpoints"][key] for size in (small, large))
-            table.add_row(
-                query, _num(a["p50_ms"]), _num(b["p50_ms"]), _num(listing["p50_ratio"][key]), _num(b["p95_ms"])
-            )
+            table.add_row(query, num(a["p50_ms"]), num(b["p50_ms"]), num(listing["p50_ratio"][key]), num(b["p95_ms"]))
         console.print(table)
     events = results.get("redis_count_events") or {}
     if events:
@@ -197,5 +187,5 @@ def print_costs(results: dict[str, Any], console: Console) -> None:
             table.add_column(label, justify="right")
         for name, c in events.items():
             off = results["redis_count"].get(name, {}).get("per_task", {}).get("total")
-            table.add_row(name, _num(off), _num(c["per_task"]["total"]), _num(c["per_task"]["events"]))
+            table.add_row(name, num(off), num(c["per_task"]["total"]), num(c["per_task"]["events"]))
         console.print(table)

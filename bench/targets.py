@@ -26,6 +26,15 @@ def thousands(n: int) -> str:
     return f"{n // 1000:,}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}"
 
 
+def num(value: float | None, digits: int | None = None) -> str:
+    """A figure for a report cell: thousands separated, fewer decimals as it grows, a dash when missing."""
+    if value is None:
+        return "–"
+    if digits is None:
+        digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    return f"{value:,.{digits}f}"
+
+
 class _Targets:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
