@@ -4,9 +4,9 @@
 EVALSHA that ran the script), and it cannot tell who sent what. MONITOR shows each command with its
 client (or `lua` for a script's own calls), so this pass splits a system's commands per task into
 top-level commands (what clients send) and calls inside scripts, and by purpose: the status layer
-(our `bgt:*` keys), Celery's result backend (`celery-task-meta-*`), Celery's task events (publishes to its
-`celeryev` exchange, when events are on), the transport (broker) and the reads of `GET /tasks/{id}` (polls,
-counted per GET). MONITOR slows Redis down, so nothing is timed here.
+(our `bgt:*` keys, the blog-style Redis app's `blog:*`), Celery's result backend (`celery-task-meta-*`),
+Celery's task events (publishes to its `celeryev` exchange, when events are on), the transport (broker) and
+the reads of `GET /tasks/{id}` (polls, counted per GET). MONITOR slows Redis down, so nothing is timed here.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def classify(spec: SystemSpec, role: str, name: str, key: str) -> str:
         return "connection"
     if spec.poll_read and role == "api" and name == spec.poll_read[0] and key.startswith(spec.poll_read[1]):
         return "poll"
-    if key.startswith("bgt:") or name == "XREAD":  # XREAD [COUNT n] [BLOCK ms] STREAMS bgt:events ...
+    if key.startswith(("bgt:", "blog:")) or name == "XREAD":  # XREAD [COUNT n] [BLOCK ms] STREAMS bgt:events ...
         return "status"
     if spec.ours and name in ("TIME", "INFO"):  # our processes' clock sync and memory guard: the status layer's
         return "status"

@@ -314,7 +314,7 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
         add("| per task | " + " | ".join(label for label, _ in columns) + " |")
         add("|---|" + "---:|" * len(columns))
         rows = [
-            ("status layer (`bgt:*`), top-level", "status_top_level"),
+            ("status layer (`bgt:*`; `blog:*`), top-level", "status_top_level"),
             ("status layer, inside Lua scripts", "status_in_scripts"),
             ("result backend (`celery-task-meta-*`)", "results"),
             ("task events (`celeryev` publishes)", "events"),
@@ -369,7 +369,14 @@ def markdown(results: dict[str, Any], charts: list[Path]) -> str:
 
 # ---------------------------------------------------------------- charts
 
-COLORS = {"background": "#1f77b4", "celery": "#2ca02c", "hybrid": "#9467bd", "blog": "#aec7e8", "template": "#98df8a"}
+COLORS = {
+    "background": "#1f77b4",
+    "celery": "#2ca02c",
+    "hybrid": "#9467bd",
+    "blog": "#aec7e8",
+    "blog-redis": "#c5b0d5",
+    "template": "#98df8a",
+}
 
 
 def charts(results: dict[str, Any], out: Path) -> list[Path]:

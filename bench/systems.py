@@ -18,6 +18,7 @@ HYBRID_ROUTES = "cpu=celery,cpu_async=celery"
 # messages; the listing pass fills (and empties) one of its own.
 HYBRID_DB_OFFSET = 2
 LISTING_DB_OFFSET = 3
+BLOG_REDIS_DB_OFFSET = 4
 # Our service's switch for Celery task events (ignored by a service that does not know it yet).
 _TASK_EVENTS_SETTING = ("CELERY_TASK_EVENTS", "true")
 
@@ -82,7 +83,7 @@ class SystemSpec:
         url = f"{redis_base}/{redis_db + self.redis_db_offset}"
         extra = dict(self.events_env) if task_events else {}
         if self.executor is None:
-            return {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url, **extra}
+            return {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url, "REDIS_URL": url, **extra}
         return {
             "REDIS_URL": url,
             "EXECUTOR": self.executor,
@@ -151,6 +152,19 @@ SYSTEMS: dict[str, SystemSpec] = {
             "id",
             _blog,
             notes="BackgroundTasks.add_task + status in an in-process dict",
+        ),
+        SystemSpec(
+            "blog-redis",
+            "blog-style, Redis",
+            False,
+            None,
+            "bench.baselines.blog_redis:app",
+            None,
+            BLOG_REDIS_DB_OFFSET,
+            "id",
+            _blog,
+            poll_read=("GET", "blog:"),
+            notes="the blog-style app with its dict in Redis: a SET per change (3 per task), a GET per poll",
         ),
         SystemSpec(
             "template",

@@ -128,6 +128,9 @@ def test_request_rates_and_redis_counts(quick_run: tuple[Path, dict[str, Any], s
         assert per["results"] == 0
         assert per["total"] == pytest.approx(per["top_level"] + per["in_scripts"])
     assert counts["background"]["per_task"]["transport"] == 0
+    floor = counts["blog-redis"]  # the hand-written Redis baseline is what it says: a SET per change, a GET per poll
+    assert floor["per_task"]["status_top_level"] == pytest.approx(3, abs=0.01)
+    assert (floor["per_task"]["in_scripts"], floor["reads_per_get"]) == (0, 1.0)
     assert counts["celery"]["per_task"]["transport"] > 0
     assert counts["template"]["per_task"]["results"] > 0
     assert counts["template"]["per_task"]["status"] == 0
