@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -43,6 +44,8 @@ class Proc:
         self.popen.wait(10)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        """Signal the process, wait for it, then kill what it left in its session (a wrapper's child, such as
+        the program `faketime` runs, or a pool child), so nothing outlives the test."""
         if self.alive():
             self.popen.send_signal(sig)
             try:
@@ -50,6 +53,8 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
         return self.popen.returncode
 
 

@@ -80,13 +80,18 @@ async def test_the_hub_follows_from_its_start(store: StatusStore) -> None:
 async def test_a_subscriber_that_falls_behind_is_told_to_resume(store: StatusStore) -> None:
     hub = EventHub(store)
     try:
-        async with hub.all_changes(None, size=2) as feed:
+        async with hub.all_changes(None, size=2) as feed, hub.task_changes("t3") as last:
             for i in range(4):
                 await store.create(f"t{i}", "noop", "{}", "background")
                 await store.claim(f"t{i}", "w:1")
-            while (change := await feed.next(10)) is not None:
-                assert change.event.task_id.startswith("t")
-            assert feed.overflowed  # the stream closes there; the client resumes with Last-Event-ID
+            # Not read meanwhile (a slow client). The hub offers a batch to watchers, then to subscribers, in one
+            # go: once t3's watcher has its last change, the feed was offered every task's, 4 into room for 2.
+            seen = None
+            while seen is None or seen.state != "running":
+                seen = await last.wait(10)
+                assert seen is not None
+            assert feed.overflowed
+            assert await feed.next(1) is None  # the stream closes there; the client resumes with Last-Event-ID
     finally:
         await hub.close()
 
